@@ -1,0 +1,19 @@
+"""Shared fixtures: the real data root (CI has ../shared/data) and small synthetic data."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+
+from tgraph.data.paths import data_root  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def root():
+    """The real data root. Tests on real data fail (not skip) when it is missing."""
+    path = data_root()
+    assert path.is_dir(), f"data root {path} not found: set TGRAPH_DATA to the shared data folder"
+    return path

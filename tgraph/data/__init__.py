@@ -1,0 +1,8 @@
+"""Interaction data: the canonical table, readers, registry, synthetic generator, splits."""
+
+from tgraph.data.errors import DataError, DatasetNotFoundError
+from tgraph.data.interactions import Interactions
+from tgraph.data.paths import data_root
+from tgraph.data.split import Split
+
+__all__ = ["DataError", "DatasetNotFoundError", "Interactions", "Split", "data_root"]
