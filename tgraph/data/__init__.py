@@ -3,6 +3,16 @@
 from tgraph.data.errors import DataError, DatasetNotFoundError
 from tgraph.data.interactions import Interactions
 from tgraph.data.paths import data_root
+from tgraph.data.registry import describe, list_datasets, load
 from tgraph.data.split import Split
 
-__all__ = ["DataError", "DatasetNotFoundError", "Interactions", "Split", "data_root"]
+__all__ = [
+    "DataError",
+    "DatasetNotFoundError",
+    "Interactions",
+    "Split",
+    "data_root",
+    "describe",
+    "list_datasets",
+    "load",
+]

@@ -1,0 +1,36 @@
+"""The temporal heterograph: built from a split's training part, viewed as of time t, sampled.
+
+See :mod:`tgraph.graph.spec` for node types and relation names.
+"""
+
+from tgraph.graph.build import add_degree_norm, build_graph
+from tgraph.graph.hetero import GraphMeta, TemporalHeteroGraph, time_span, timed_etypes
+from tgraph.graph.io import load_graph, save_graph
+from tgraph.graph.spec import GraphSpec, reverse
+from tgraph.graph.temporal import (
+    RecentNeighborSampler,
+    TemporalNeighbors,
+    graph_before,
+    graph_between,
+    sample_recent_neighbors,
+    snapshots,
+)
+
+__all__ = [
+    "GraphMeta",
+    "GraphSpec",
+    "RecentNeighborSampler",
+    "TemporalHeteroGraph",
+    "TemporalNeighbors",
+    "add_degree_norm",
+    "build_graph",
+    "graph_before",
+    "graph_between",
+    "load_graph",
+    "reverse",
+    "sample_recent_neighbors",
+    "save_graph",
+    "snapshots",
+    "time_span",
+    "timed_etypes",
+]

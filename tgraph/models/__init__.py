@@ -1,0 +1,17 @@
+"""Models: the :class:`Recommender` contract, the registry and the baselines."""
+
+# importing the model modules registers them
+from tgraph.models import bprmf, gru4rec, lightgcn, markov, popular, sasrec  # noqa: F401
+from tgraph.models.base import Batch, EmbeddingRecommender, Queries, Recommender, build_queries
+from tgraph.models.registry import get, list_models, register
+
+__all__ = [
+    "Batch",
+    "EmbeddingRecommender",
+    "Queries",
+    "Recommender",
+    "build_queries",
+    "get",
+    "list_models",
+    "register",
+]

@@ -1,0 +1,153 @@
+"""Losses, negative samplers, seeding, checkpoint resume, early stopping and a real-data run."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import tgraph.models as models
+from tests.models.helpers import make_interactions, random_split
+from tgraph.data.geo import haversine
+from tgraph.data.paths import data_root
+from tgraph.eval import Evaluator
+from tgraph.train import (
+    NegativeSampler,
+    PopularitySampler,
+    SpatialSampler,
+    Trainer,
+    bpr_loss,
+    full_ce_loss,
+    sampled_softmax_loss,
+    seed_everything,
+)
+
+
+def test_losses_by_hand():
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    expected = -np.mean(np.log(1 / (1 + np.exp(-np.array([1.0, 0.0, 0.0, 1.0])))))
+    assert bpr_loss(pos, neg).item() == pytest.approx(expected)
+    scores = torch.tensor([[1.0, 0.0, 0.0]])
+    assert full_ce_loss(scores, torch.tensor([0])).item() == pytest.approx(
+        -math.log(math.e / (math.e + 2))
+    )
+    full = full_ce_loss(scores, torch.tensor([0])).item()
+    assert sampled_softmax_loss(scores).item() == pytest.approx(full)
+    log_q = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+    corrected = -math.log(2 * math.e / (2 * math.e + 8))
+    assert sampled_softmax_loss(scores, log_q).item() == pytest.approx(corrected)
+
+
+def _train():
+    rows = [(0, 0, 1), (0, 1, 2), (0, 2, 3), (1, 3, 4), (1, 3, 5), (1, 3, 6), (1, 4, 7)]
+    return make_interactions(rows, 2, 8)
+
+
+def test_uniform_sampler_excludes_positive_and_history():
+    rng = np.random.default_rng(0)
+    train = _train()
+    users = np.array([0] * 200 + [1] * 200)
+    pos = np.array([0] * 200 + [3] * 200)
+    neg = NegativeSampler(train).sample(users, pos, 5, rng)
+    assert neg.shape == (400, 5) and not np.any(neg == pos[:, None])
+    neg = NegativeSampler(train, exclude_history=True).sample(users, pos, 5, rng)
+    assert not np.isin(neg[:200], [0, 1, 2]).any() and not np.isin(neg[200:], [3, 4]).any()
+    assert set(np.unique(neg[:200])) == {3, 4, 5, 6, 7}
+
+
+def test_popularity_sampler_follows_counts():
+    rng = np.random.default_rng(0)
+    sampler = PopularitySampler(_train(), alpha=1.0)
+    neg = sampler.sample(np.zeros(20000, int), np.full(20000, 7), 1, rng)[:, 0]
+    freq = np.bincount(neg, minlength=8) / len(neg)
+    # counts 1,1,1,3,1,0,0,0 out of 7
+    np.testing.assert_allclose(freq[:5], np.array([1, 1, 1, 3, 1]) / 7, atol=0.01)
+    assert freq[5:].sum() == 0
+
+
+def test_spatial_sampler_draws_nearest_items():
+    train = _train()  # items on a meridian, 0.01 degree apart
+    sampler = SpatialSampler(train, k=2)
+    lat = train.items["lat"].to_numpy()
+    lon = train.items["lon"].to_numpy()
+    for item in range(8):
+        dist = haversine(lat[item], lon[item], lat, lon)
+        dist[item] = np.inf
+        assert set(sampler.neighbours[item]) == set(np.argsort(dist, kind="stable")[:2]) or (
+            sorted(dist[sampler.neighbours[item]]) == sorted(np.sort(dist)[:2])
+        )
+    neg = sampler.sample(np.zeros(100, int), np.full(100, 4), 3, np.random.default_rng(0))
+    assert set(np.unique(neg)) <= {3, 5}
+
+
+def _fit(split, name="bprmf", epochs=4, **config):
+    seed_everything(0)
+    model = models.get(name)(split)
+    options = dict(epochs=epochs, batch_size=32, lr=0.01, progress=False, patience=100)
+    options.update(config)
+    trainer = Trainer(model, split, options)
+    trainer.fit(resume=config.get("checkpoint_dir") is not None)
+    return trainer
+
+
+def test_same_seed_same_run():
+    split = random_split()
+    first = _fit(split, "lightgcn", 2, batch_size=128)
+    second = _fit(split, "lightgcn", 2, batch_size=128)
+    assert [r["loss"] for r in first.history] == [r["loss"] for r in second.history]
+    assert first.evaluate("test").metrics == second.evaluate("test").metrics
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    split = random_split()
+    full = _fit(split, "bprmf", 4, negatives="popularity", n_neg=2)
+    _fit(split, "bprmf", 2, negatives="popularity", n_neg=2, checkpoint_dir=str(tmp_path))
+    resumed = _fit(split, "bprmf", 4, negatives="popularity", n_neg=2, checkpoint_dir=str(tmp_path))
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
+    for key, value in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+    assert (tmp_path / "best.pt").exists()
+
+
+def test_early_stopping_selects_on_validation_and_logs(tmp_path):
+    log_path = tmp_path / "log.jsonl"
+    trainer = _fit(random_split(), "bprmf", 30, patience=2, lr=0.5, log_path=str(log_path))
+    history = trainer.history
+    values = [r["valid_ndcg@20"] for r in history]
+    assert trainer.best_epoch == 1 + int(np.argmax(values))
+    assert len(history) < 30 and len(history) == trainer.best_epoch + 2
+    assert all("test" not in key for r in history for key in r)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [r["epoch"] for r in history]
+    # the best weights are restored
+    restored = Evaluator(trainer.split, "valid", ["ndcg@20"]).evaluate(trainer.model)
+    assert restored.metrics["ndcg@20"] == pytest.approx(max(values))
+
+
+def test_statistical_models_are_fitted_not_trained():
+    trainer = _fit(random_split(), "pop")
+    assert trainer.optimizer is None and len(trainer.history) == 1
+
+
+def test_unknown_trainer_option_raises():
+    with pytest.raises(KeyError, match="epoch"):
+        Trainer(models.get("pop")(random_split()), random_split(), {"epoch": 3})
+
+
+def test_real_data_nyc_markov_and_movielens_bprmf_beat_popularity(root):
+    from tgraph.data.protocols import getnext_nyc
+    from tgraph.data.readers.movielens import read_movielens_100k
+    from tgraph.data.split import leave_last_out
+
+    nyc = getnext_nyc(root)
+    metrics = ["acc@1", "acc@10", "mrr"]
+    pop = Evaluator(nyc, "test", metrics).evaluate(models.get("pop")(nyc)).metrics
+    markov = Evaluator(nyc, "test", metrics).evaluate(models.get("markov")(nyc)).metrics
+    assert pop["acc@10"] < 0.06 and markov["acc@10"] > 0.3 and markov["mrr"] > 5 * pop["mrr"]
+
+    ml = leave_last_out(read_movielens_100k(data_root(root) / "movielens_100k"), mask_history=True)
+    base = Evaluator(ml, "test", ["recall@20"]).evaluate(models.get("pop")(ml)).metrics
+    options = dict(batch_size=1024, lr=5e-3, metrics=("recall@20",), valid_metric="recall@20")
+    trainer = _fit(ml, "bprmf", 6, **options)
+    assert trainer.evaluate("test").metrics["recall@20"] > base["recall@20"] + 0.02

@@ -1,0 +1,217 @@
+"""Full-ranking evaluation: scores of all items -> masks -> ranks of the ground truth -> metrics.
+
+For each query the model scores every item (``full_sort_predict``). When
+``split.mask_history`` is set, the items of the user's history are removed (score
+``-inf``) as :meth:`Split.history_pairs` says: for validation queries the user's train
+items, for test queries the train and validation items, whatever their time (LightGCN
+protocol); the ground-truth items of the query itself are never removed. Then each
+ground-truth item ``g`` gets the rank
+
+.. math::
+    r_g = 1 + \\#\\{j \\notin GT: s_j \\ge s_g\\} + \\#\\{h \\in GT \\text{ placed before } g\\}
+
+Ties with non-relevant items are broken **pessimistically** (the relevant item goes last),
+so a constant model cannot score above chance and results do not depend on the order of
+items in memory; ground-truth items tied with each other get consecutive ranks (their
+order does not change any metric). The ranks are exact over the full ranking and are
+computed per query, so the metrics do not depend on the batch size.
+
+Computation per batch (``B`` queries, ``N`` items, at most ``G`` ground truths per query):
+sort the ``G`` ground-truth scores, place every item's score among them with one
+``searchsorted`` and count with a ``bincount``: ``O(B N log G)`` time and ``O(B N)``
+memory, on the model's device.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from tgraph.data.errors import DataError
+from tgraph.data.split import Split
+from tgraph.eval import metrics as M
+from tgraph.models.base import Queries, Recommender, target_queries
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """Mean metrics and the per-query table (query, user, n_gt, best_rank, one column per
+    metric), for significance tests and stratified analyses; ``ranks`` is ``[Q, G]``."""
+
+    part: str
+    metrics: dict[str, float]
+    per_query: pd.DataFrame
+    ranks: np.ndarray = field(repr=False)
+
+
+def _csr(rows: np.ndarray, values: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((values, rows))
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
+    return indptr, values[order].astype(np.int64)
+
+
+def _segments(indptr: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tuple[Tensor, Tensor]:
+    """(row within the batch, value) pairs of rows ``lo .. hi-1`` of a CSR structure."""
+    counts = np.diff(indptr[lo : hi + 1])
+    rows = np.repeat(np.arange(hi - lo), counts)
+    return torch.from_numpy(rows), torch.from_numpy(values[indptr[lo] : indptr[hi]])
+
+
+def ground_truth_ranks(scores: Tensor, gt: Tensor) -> Tensor:
+    """Pessimistic 1-based ranks (see the module docstring).
+
+    Args:
+        scores: ``[B, N]`` finite scores, masked items at ``-inf``.
+        gt: ``[B, G]`` ground-truth items, ``-1`` as padding.
+
+    Returns:
+        ``[B, G]`` float ranks in increasing order per row, ``inf`` at padding.
+    """
+    n_rows, width = gt.shape
+    scores = scores.contiguous()
+    real = gt >= 0
+    n_gt = real.sum(1, keepdim=True)
+    gt_scores = scores.gather(1, gt.clamp(min=0))
+    gt_scores = torch.where(real, gt_scores, torch.full_like(gt_scores, float("inf")))
+    ascending, _ = gt_scores.sort(dim=1)
+    # position[b, j] = number of ground-truth scores <= s_bj  (in 0..G)
+    position = torch.searchsorted(ascending, scores, right=True)
+    offsets = torch.arange(n_rows, device=scores.device).unsqueeze(1) * (width + 1)
+    histogram = torch.bincount((position + offsets).flatten(), minlength=n_rows * (width + 1))
+    histogram = histogram.view(n_rows, width + 1)
+    # all_ge[b, k] = number of items with score >= ascending[b, k]
+    all_ge = histogram[:, 1:].flip(1).cumsum(1).flip(1)
+    first = torch.searchsorted(ascending, ascending, right=False)
+    gt_ge = n_gt - first
+    k = torch.arange(width, device=scores.device).unsqueeze(0)
+    rank = 1 + (n_gt - 1 - k) + (all_ge - gt_ge)
+    rank = rank.to(torch.float64).masked_fill(k >= n_gt, float("inf"))
+    return rank.sort(dim=1).values
+
+
+class Evaluator:
+    """Ranks the targets of ``split.targets(part)`` with a model.
+
+    Args:
+        split: the protocol's split.
+        part: ``"valid"`` or ``"test"``.
+        metrics: names understood by :func:`tgraph.eval.metrics.parse`.
+        batch_size: queries scored at once (memory ~ ``3 * batch_size * n_items * 4`` bytes);
+            results do not depend on it.
+        progress: show a tqdm bar.
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        part: str = "valid",
+        metrics: tuple[str, ...] | list[str] = ("recall@20", "ndcg@20"),
+        batch_size: int = 1024,
+        progress: bool = False,
+    ) -> None:
+        for name in metrics:
+            M.parse(name)
+        if part == "valid" and (split.valid_targets is None or len(split.valid_targets) == 0):
+            raise DataError(
+                f"protocol {split.protocol!r} has no validation targets",
+                fix="hold out part of the training events for validation in the protocol preset",
+            )
+        self.split, self.part = split, part
+        self.metrics = [m.strip().lower() for m in metrics]
+        self.batch_size = int(batch_size)
+        self.progress = progress
+        self._queries: dict[int, Queries] = {}
+        _, self.table = target_queries(split, part, 0)
+        targets = split.targets(part)
+        position = pd.Index(self.table["query"]).get_indexer(targets["query"])
+        items = targets["item"].to_numpy(np.int64)
+        if np.any((items < 0) | (items >= split.n_items)):
+            raise DataError(
+                f"{part} targets hold item codes outside [0, {split.n_items})", column="item"
+            )
+        n_items = split.n_items
+        key = np.unique(position * n_items + items)
+        if len(key) < len(targets):
+            duplicates = len(targets) - len(key)
+            log.info("%s: %d duplicate (query, item) targets counted once", part, duplicates)
+        self.gt_ptr, self.gt_items = _csr(key // n_items, key % n_items, len(self.table))
+        self.mask_ptr, self.mask_items = (None, None)
+        if split.mask_history:
+            self.mask_ptr, self.mask_items = self._history_mask(key)
+
+    def _history_mask(self, gt_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CSR of the items to mask per query: the user's history minus the query's targets."""
+        n_items = self.split.n_items
+        history = self.split.history_pairs(self.part)
+        pairs = np.unique(
+            history["user"].to_numpy(np.int64) * n_items + history["item"].to_numpy(np.int64)
+        )
+        hist_user, hist_item = pairs // n_items, pairs % n_items
+        user_ptr = np.searchsorted(hist_user, np.arange(self.split.n_users + 1))
+        users = self.table["user"].to_numpy(np.int64)
+        counts = user_ptr[users + 1] - user_ptr[users]
+        rows = np.repeat(np.arange(len(users)), counts)
+        starts = np.repeat(user_ptr[users], counts)
+        within = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+        items = hist_item[starts + within]
+        keep = ~np.isin(rows * n_items + items, gt_key)
+        return _csr(rows[keep], items[keep], len(users))
+
+    def queries(self, history_len: int) -> Queries:
+        if history_len not in self._queries:
+            self._queries[history_len], _ = target_queries(self.split, self.part, history_len)
+        return self._queries[history_len]
+
+    @torch.no_grad()
+    def evaluate(self, model: Recommender) -> EvalResult:
+        """Evaluate in eval mode (the model's mode is restored afterwards)."""
+        was_training = model.training
+        model.eval()
+        device = model.device
+        queries = self.queries(model.history_len)
+        n = len(self.table)
+        chunks = []
+        starts = range(0, n, self.batch_size)
+        for lo in tqdm(starts, desc=f"eval {self.part}", disable=not self.progress, leave=False):
+            hi = min(lo + self.batch_size, n)
+            scores = model.full_sort_predict(queries[lo:hi].to(device)).float()
+            if scores.shape != (hi - lo, self.split.n_items):
+                raise ValueError(f"full_sort_predict returned {tuple(scores.shape)}")
+            if not torch.isfinite(scores).all():
+                raise ValueError(f"{type(model).__name__} produced non-finite scores")
+            if self.mask_ptr is not None:
+                rows, items = _segments(self.mask_ptr, self.mask_items, lo, hi)
+                # out of place: the scores may be a view of model state (e.g. popularity counts)
+                scores = scores.index_put(
+                    (rows.to(device), items.to(device)), torch.tensor(float("-inf"), device=device)
+                )
+            rows, items = _segments(self.gt_ptr, self.gt_items, lo, hi)
+            width = int(np.diff(self.gt_ptr[lo : hi + 1]).max())
+            within = torch.arange(len(rows)) - torch.from_numpy(
+                np.repeat(self.gt_ptr[lo:hi] - self.gt_ptr[lo], np.diff(self.gt_ptr[lo : hi + 1]))
+            )
+            gt = torch.full((hi - lo, width), -1, dtype=torch.long)
+            gt[rows, within] = items
+            chunks.append(ground_truth_ranks(scores, gt.to(device)).cpu().numpy())
+        model.train(was_training)
+        width = max(c.shape[1] for c in chunks)
+        ranks = np.concatenate(
+            [np.pad(c, ((0, 0), (0, width - c.shape[1])), constant_values=np.inf) for c in chunks]
+        )
+        values = M.compute(self.metrics, ranks)
+        per_query = self.table[["query", "user"]].copy()
+        per_query["n_gt"] = M.n_ground_truth(ranks)
+        per_query["best_rank"] = ranks.min(1).astype(np.int64)
+        for name, column in values.items():
+            per_query[name] = column
+        summary = {name: float(column.mean()) for name, column in values.items()}
+        return EvalResult(self.part, summary, per_query, ranks)

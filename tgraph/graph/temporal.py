@@ -1,0 +1,189 @@
+"""Temporal views of the heterograph and temporal neighbour sampling.
+
+A relation is *timed* when its edges carry ``timestamp`` (see :mod:`tgraph.graph.spec`).
+Views filter the timed relations by time and keep the untimed ones (static attributes);
+node ids, node data and parent edge ids (``edata[dgl.EID]``) are preserved and the degree
+norms are recomputed for the view. Every function takes a
+:class:`~tgraph.graph.hetero.TemporalHeteroGraph` or a plain ``dgl.DGLGraph`` and returns the
+same kind; all work happens on the graph's device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import dgl
+import torch
+
+from tgraph.graph.build import add_degree_norm
+from tgraph.graph.hetero import TIMESTAMP, TemporalHeteroGraph, time_span
+
+G = TypeVar("G", dgl.DGLGraph, TemporalHeteroGraph)
+
+
+def _unwrap(g: dgl.DGLGraph | TemporalHeteroGraph) -> dgl.DGLGraph:
+    return g.graph if isinstance(g, TemporalHeteroGraph) else g
+
+
+def graph_between(g: G, start: int | None = None, end: int | None = None) -> G:
+    """View with the timed edges of ``start <= timestamp < end`` (``None``: unbounded) and
+    every untimed edge."""
+    graph = _unwrap(g)
+    keep = {}
+    for et in graph.canonical_etypes:
+        data = graph.edges[et].data
+        mask = torch.ones(graph.num_edges(et), dtype=torch.bool, device=graph.device)
+        if TIMESTAMP in data:
+            if start is not None:
+                mask &= data[TIMESTAMP] >= start
+            if end is not None:
+                mask &= data[TIMESTAMP] < end
+        keep[et] = torch.nonzero(mask).squeeze(1).to(graph.idtype)
+    view = add_degree_norm(dgl.edge_subgraph(graph, keep, relabel_nodes=False, store_ids=True))
+    if isinstance(g, TemporalHeteroGraph):
+        return g.with_graph(view, window=(start, end))
+    return view
+
+
+def graph_before(g: G, t: int) -> G:
+    """View as of time ``t``: timed edges with ``timestamp < t`` only, untimed edges kept."""
+    return graph_between(g, None, t)
+
+
+def snapshots(
+    g: G,
+    window_seconds: int | None = None,
+    n: int | None = None,
+    cumulative: bool = False,
+) -> list[G]:
+    """Split the time span ``[t_min, t_max]`` into consecutive windows ``[b_i, b_{i+1})``.
+
+    Give either ``window_seconds`` (``b_i = t_min + i * window_seconds``) or ``n`` equal
+    windows (``b_i = t_min + floor(i * (t_max - t_min + 1) / n)``). Each snapshot holds the
+    timed edges of its window (all edges before ``b_{i+1}`` when ``cumulative``) and every
+    untimed edge. Every timed edge is in exactly one non-cumulative snapshot.
+    """
+    if (window_seconds is None) == (n is None):
+        raise ValueError("give exactly one of window_seconds and n")
+    if (window_seconds is not None and window_seconds <= 0) or (n is not None and n <= 0):
+        raise ValueError(f"window_seconds and n must be positive, got {window_seconds}, {n}")
+    t_min, t_max = time_span(_unwrap(g))
+    if t_min is None:
+        raise ValueError("the graph has no timed edge to cut into snapshots")
+    if n is not None:
+        bounds = [t_min + i * (t_max - t_min + 1) // n for i in range(n + 1)]
+    else:
+        count = (t_max - t_min) // window_seconds + 1
+        bounds = [t_min + i * window_seconds for i in range(count + 1)]
+    return [
+        graph_between(g, None if cumulative else lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+@dataclass
+class TemporalNeighbors:
+    """Sampled edges of one relation; row ``j`` is edge ``eid[j]`` from ``src[j]`` to
+    ``seeds[query[j]]``, with ``timestamp[j] < times[query[j]]``. Within a query, rows run
+    from oldest to most recent."""
+
+    etype: tuple[str, str, str]
+    seeds: torch.Tensor
+    times: torch.Tensor
+    src: torch.Tensor
+    query: torch.Tensor
+    eid: torch.Tensor
+    timestamp: torch.Tensor
+
+    def to_block(self) -> dgl.DGLGraph:
+        """A DGL block whose destination nodes are the queries (``dstdata[dgl.NID]`` = seeds,
+        ``dstdata["t"]`` = times) and source nodes the distinct sampled neighbours
+        (``srcdata[dgl.NID]``); edge data ``dgl.EID``, ``timestamp`` and ``dt = t - timestamp``."""
+        src_type, _, dst_type = self.etype
+        unique, local = torch.unique(self.src, return_inverse=True)
+        block = dgl.create_block(
+            {self.etype: (local, self.query)},
+            num_src_nodes={src_type: len(unique)},
+            num_dst_nodes={dst_type: len(self.seeds)},
+            idtype=self.src.dtype,
+            device=self.src.device,
+        )
+        block.srcnodes[src_type].data[dgl.NID] = unique
+        block.dstnodes[dst_type].data[dgl.NID] = self.seeds
+        block.dstnodes[dst_type].data["t"] = self.times
+        block.edata[dgl.EID] = self.eid
+        block.edata[TIMESTAMP] = self.timestamp
+        block.edata["dt"] = self.times[self.query] - self.timestamp
+        return block
+
+
+class RecentNeighborSampler:
+    """The ``k`` most recent in-neighbours over one timed relation, strictly before a time.
+
+    The edges are indexed once, sorted by ``(dst, timestamp, eid)``; a query ``(v, t)`` is a
+    binary search for the last edge of ``v`` with ``timestamp < t`` on the key
+    ``dst * B + (timestamp - t_min + 1)`` with ``B = t_max - t_min + 2``, so a batch of queries
+    costs :math:`O(Q \\log E + \\text{output})` with no Python loop. Ties in timestamp are broken
+    by edge id (the larger id counts as more recent). Sample neighbours of a node of the
+    source type with the reverse relation (e.g. ``rev_interacts`` for a user's items).
+    """
+
+    def __init__(self, g: dgl.DGLGraph | TemporalHeteroGraph, etype: str | tuple[str, str, str]):
+        graph = _unwrap(g)
+        self.etype = graph.to_canonical_etype(etype)
+        if TIMESTAMP not in graph.edges[self.etype].data:
+            raise ValueError(f"relation {self.etype} has no '{TIMESTAMP}' edge data")
+        src, dst, eid = graph.edges(form="all", etype=self.etype, order="eid")
+        ts = graph.edges[self.etype].data[TIMESTAMP].to(torch.int64)
+        order = torch.argsort(ts, stable=True)  # eid order within equal timestamps
+        order = order[torch.argsort(dst[order], stable=True)]
+        self.src, self.eid, self.ts = src[order], eid[order], ts[order]
+        self.num_dst = graph.num_nodes(self.etype[2])
+        self.t_min = int(ts.min()) if ts.numel() else 0
+        self.base = (int(ts.max()) if ts.numel() else 0) - self.t_min + 2
+        if self.num_dst * self.base >= 2**62:
+            raise ValueError("time span times node count overflows int64; rescale timestamps")
+        self.keys = dst[order].to(torch.int64) * self.base + (self.ts - self.t_min + 1)
+        degree = torch.bincount(dst.to(torch.int64), minlength=self.num_dst)
+        self.offsets = torch.zeros(self.num_dst + 1, dtype=torch.int64, device=src.device)
+        self.offsets[1:] = torch.cumsum(degree, 0)
+
+    def sample(self, seeds: torch.Tensor, times: torch.Tensor, k: int | None) -> TemporalNeighbors:
+        """For each query ``(seeds[q], times[q])`` the ``k`` most recent edges with
+        ``timestamp < times[q]`` (all of them when ``k`` is ``None``)."""
+        device = self.keys.device
+        seeds = torch.as_tensor(seeds, device=device).to(torch.int64)
+        times = torch.as_tensor(times, device=device).to(torch.int64)
+        if seeds.shape != times.shape or seeds.dim() != 1:
+            raise ValueError("seeds and times must be 1-D tensors of one length")
+        if seeds.numel() and (seeds.min() < 0 or seeds.max() >= self.num_dst):
+            raise ValueError(f"seed ids must lie in [0, {self.num_dst})")
+        rel = torch.clamp(times - self.t_min + 1, 0, self.base)
+        hi = torch.searchsorted(self.keys, seeds * self.base + rel)
+        lo = self.offsets[seeds]
+        if k is not None:
+            lo = torch.maximum(lo, hi - k)
+        counts = hi - lo
+        query = torch.repeat_interleave(torch.arange(len(seeds), device=device), counts)
+        starts = torch.cumsum(counts, 0) - counts
+        pos = lo[query] + torch.arange(len(query), device=device) - starts[query]
+        return TemporalNeighbors(
+            etype=self.etype,
+            seeds=seeds,
+            times=times,
+            src=self.src[pos],
+            query=query,
+            eid=self.eid[pos],
+            timestamp=self.ts[pos],
+        )
+
+
+def sample_recent_neighbors(
+    g: dgl.DGLGraph | TemporalHeteroGraph,
+    etype: str | tuple[str, str, str],
+    seeds: torch.Tensor,
+    times: torch.Tensor,
+    k: int | None,
+) -> TemporalNeighbors:
+    """One-off :meth:`RecentNeighborSampler.sample`; build the sampler once to reuse its index."""
+    return RecentNeighborSampler(g, etype).sample(seeds, times, k)

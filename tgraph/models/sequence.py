@@ -1,0 +1,59 @@
+"""Shared base of the next-item sequence models (GRU4Rec, SASRec)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tgraph.data.split import Split
+from tgraph.models.base import EmbeddingRecommender, Queries
+
+
+class SequenceRecommender(EmbeddingRecommender):
+    r"""``score(q, i) = <s_q, e_i>``, :math:`s_q` = the encoder's output at the last real
+    position of the query's history (oldest first, padded at the end with ``n_items``).
+
+    Subclasses implement :meth:`sequence_output`, which must be causal (the output at
+    position ``p`` depends on positions ``<= p`` only), so that the padding after the last
+    real position never changes :math:`s_q`. Input and output item embeddings are shared
+    (``item_emb``, row ``n_items`` is the zero padding vector). A query with an empty
+    history is represented by the output at position 0 of an all-padding sequence, a learned
+    constant. Config: ``max_len`` (= ``history_len``), ``embedding_dim``, ``dropout``,
+    ``init_std`` (normal initialisation of the embeddings); the loss defaults to full
+    cross-entropy (``"ce"``).
+    """
+
+    input_type = "sequence"
+    defaults: dict[str, Any] = {
+        "loss": "ce",
+        "max_len": 50,
+        "embedding_dim": 64,
+        "dropout": 0.2,
+        "init_std": 0.02,
+    }
+
+    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+        super().__init__(split, config)
+        if int(self.config["max_len"]) < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.config['max_len']}")
+        self.history_len = int(self.config["max_len"])
+        dim = self.config["embedding_dim"]
+        self.item_emb = nn.Embedding(self.n_items + 1, dim, padding_idx=self.n_items)
+        nn.init.normal_(self.item_emb.weight, std=self.config["init_std"])
+        with torch.no_grad():
+            self.item_emb.weight[self.n_items].zero_()
+        self.emb_dropout = nn.Dropout(self.config["dropout"])
+
+    def sequence_output(self, hist_items: Tensor) -> Tensor:
+        """``[B, L]`` item codes (padding ``n_items``) -> ``[B, L, embedding_dim]``."""
+        raise NotImplementedError
+
+    def embed(self, queries: Queries) -> tuple[Tensor, Tensor]:
+        if queries.hist_items is None or queries.hist_len is None:
+            raise ValueError(f"{type(self).__name__} needs queries with history")
+        out = self.sequence_output(queries.hist_items)
+        last = (queries.hist_len - 1).clamp(min=0)
+        rows = torch.arange(out.shape[0], device=out.device)
+        return out[rows, last], self.item_emb.weight[: self.n_items]

@@ -1,0 +1,264 @@
+"""The training loop: mini-batches of training events, negatives, early stopping on validation.
+
+One epoch visits every training event once, in a shuffled order, in batches of
+``batch_size``. After every ``eval_every`` epochs the model is ranked on the **validation**
+targets; the epoch with the best ``valid_metric`` is kept (its weights are restored at the
+end) and training stops after ``patience`` evaluations without improvement. The test part
+is never looked at. Per-epoch records go to ``Trainer.history`` and, if ``log_path`` is
+set, to a JSONL file; with ``checkpoint_dir`` every epoch ends with ``last.pt`` (resume
+with ``fit(resume=True)``) and every improvement with ``best.pt``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from tgraph.data.split import Split
+from tgraph.eval.evaluator import EvalResult, Evaluator
+from tgraph.models.base import Batch, Recommender, build_queries, context_events
+from tgraph.train.checkpoint import load_checkpoint, save_checkpoint
+from tgraph.train.negatives import make_sampler
+from tgraph.train.seed import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Trainer options (model hyper-parameters live in the model's config)."""
+
+    epochs: int = 100
+    batch_size: int = 2048
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # "adam" | "sgd"
+    n_neg: int = 1  # negatives per positive (ignored by the full "ce" loss)
+    negatives: str = "uniform"  # "uniform" | "popularity" | "spatial"
+    neg_exclude_history: bool = False
+    neg_alpha: float = 0.75  # popularity exponent
+    neg_k: int = 50  # spatial neighbourhood size
+    min_history: int = 0  # sequence models: skip training targets with a shorter history
+    metrics: tuple[str, ...] = ("recall@20", "ndcg@20")
+    valid_metric: str = "ndcg@20"
+    eval_every: int = 1
+    patience: int = 10  # evaluations without improvement before stopping
+    eval_batch_size: int = 1024
+    device: str = "cpu"
+    seed: int = 0
+    checkpoint_dir: str | None = None
+    log_path: str | None = None
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any] | None) -> TrainConfig:
+        config = dict(config or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise KeyError(f"unknown trainer option(s) {unknown}; known: {sorted(known)}")
+        if "metrics" in config:
+            config["metrics"] = tuple(config["metrics"])
+        return cls(**config)
+
+
+class Trainer:
+    """Trains ``model`` on ``split.train`` and selects the epoch on ``split``'s validation part.
+
+    The constructor seeds every generator with ``config.seed`` (build the model after
+    :func:`~tgraph.train.seed.seed_everything` too, so that initialisation is seeded) and
+    moves the model to ``config.device``.
+    """
+
+    def __init__(self, model: Recommender, split: Split, config: TrainConfig | dict | None = None):
+        self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+        cfg = self.config
+        if cfg.valid_metric.lower() not in [m.lower() for m in cfg.metrics]:
+            cfg.metrics = (*cfg.metrics, cfg.valid_metric)
+        seed_everything(cfg.seed)
+        self.generator = np.random.default_rng(cfg.seed)
+        self.device = torch.device(cfg.device)
+        self.model = model.to(self.device)
+        self.split = split
+        self.evaluator = Evaluator(split, "valid", cfg.metrics, cfg.eval_batch_size)
+        self.history: list[dict[str, Any]] = []
+        self.best_value = -np.inf
+        self.best_epoch = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.bad_evals = 0
+        self.epoch = 0
+        self.optimizer = self._optimizer() if model.needs_training else None
+        self.sampler = None
+        if model.needs_training and model.config.get("loss") != "ce":
+            options = {"exclude_history": cfg.neg_exclude_history}
+            if cfg.negatives == "popularity":
+                options["alpha"] = cfg.neg_alpha
+            if cfg.negatives == "spatial":
+                options["k"] = cfg.neg_k
+            self.sampler = make_sampler(cfg.negatives, split.train, **options)
+        self._samples = self._training_samples() if model.needs_training else None
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = self.model.parameters()
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        raise KeyError(f"unknown optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
+
+    def _training_samples(self):
+        """Queries (with history strictly before each event) and positives of the train events."""
+        events = self.split.train.events
+        queries = build_queries(
+            events["user"].to_numpy(),
+            events["timestamp"].to_numpy(),
+            context_events(self.split, "train"),
+            self.model.history_len,
+            self.split.n_items,
+            self.split.train.items,
+        )
+        positives = torch.from_numpy(events["item"].to_numpy(np.int64).copy())
+        if self.model.history_len and self.config.min_history > 0:
+            keep = queries.hist_len >= self.config.min_history
+            log.info(
+                "training targets with history >= %d: %d of %d",
+                self.config.min_history,
+                int(keep.sum()),
+                len(keep),
+            )
+            queries, positives = queries[keep], positives[keep]
+        return queries, positives
+
+    # ------------------------------------------------------------------ loop
+    def train_epoch(self) -> float:
+        """One pass over the training events; returns the mean batch loss."""
+        cfg = self.config
+        queries, positives = self._samples
+        order = self.generator.permutation(len(positives))
+        self.model.train()
+        total, batches = 0.0, 0
+        starts = range(0, len(order), cfg.batch_size)
+        bar = tqdm(starts, desc=f"epoch {self.epoch + 1}", disable=not cfg.progress, leave=False)
+        for lo in bar:
+            index = torch.from_numpy(order[lo : lo + cfg.batch_size])
+            batch_queries, pos = queries[index], positives[index]
+            neg = None
+            if self.sampler is not None:
+                neg = self.sampler.sample(
+                    batch_queries.user.numpy(), pos.numpy(), cfg.n_neg, self.generator
+                )
+                neg = torch.from_numpy(neg)
+            batch = Batch(batch_queries, pos, neg).to(self.device)
+            loss = self.model.calculate_loss(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+            bar.set_postfix(loss=f"{total / batches:.4f}")
+        return total / max(batches, 1)
+
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Train until ``epochs`` or early stopping; restores the best weights; returns the log."""
+        cfg = self.config
+        if not self.model.needs_training:
+            self.model.fit(self.split.train)
+            result = self.evaluator.evaluate(self.model)
+            self.best_epoch, self.best_value = 0, result.metrics[cfg.valid_metric.lower()]
+            self._record({"epoch": 0, **_prefixed(result)})
+            return self.history
+        last = None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir) / "last.pt"
+        if resume and last is not None and last.exists():
+            self._resume(last)
+        while self.epoch < cfg.epochs and self.bad_evals < cfg.patience:
+            start = time.perf_counter()
+            loss = self.train_epoch()
+            self.epoch += 1
+            record = {"epoch": self.epoch, "loss": loss, "train_s": time.perf_counter() - start}
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+                start = time.perf_counter()
+                result = self.evaluator.evaluate(self.model)
+                record.update(_prefixed(result), eval_s=time.perf_counter() - start)
+                self._update_best(result)
+            self._record(record)
+            if last is not None:
+                save_checkpoint(
+                    last,
+                    model=self.model,
+                    optimizer=self.optimizer,
+                    epoch=self.epoch,
+                    generator=self.generator,
+                    state=self._state(),
+                )
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        log.info("best %s = %.5f at epoch %d", cfg.valid_metric, self.best_value, self.best_epoch)
+        return self.history
+
+    def evaluate(self, part: str = "test", metrics: tuple[str, ...] | None = None) -> EvalResult:
+        """Rank ``part`` with the current (after :meth:`fit`: the best) weights."""
+        metrics = metrics or self.config.metrics
+        evaluator = Evaluator(self.split, part, metrics, self.config.eval_batch_size)
+        return evaluator.evaluate(self.model)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _update_best(self, result: EvalResult) -> None:
+        value = result.metrics[self.config.valid_metric.lower()]
+        if value > self.best_value:
+            self.best_value, self.best_epoch, self.bad_evals = value, self.epoch, 0
+            state = self.model.state_dict()
+            self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
+            if self.config.checkpoint_dir is not None:
+                save_checkpoint(
+                    Path(self.config.checkpoint_dir) / "best.pt",
+                    model=self.model,
+                    optimizer=None,
+                    epoch=self.epoch,
+                    generator=self.generator,
+                    state={"best_value": value},
+                )
+        else:
+            self.bad_evals += 1
+
+    def _record(self, record: dict[str, Any]) -> None:
+        record["best_epoch"] = self.best_epoch
+        self.history.append(record)
+        if self.config.log_path is not None:
+            path = Path(self.config.log_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state,
+            "bad_evals": self.bad_evals,
+            "config": asdict(self.config),
+        }
+
+    def _resume(self, path: Path) -> None:
+        loaded = load_checkpoint(
+            path, model=self.model, optimizer=self.optimizer, generator=self.generator
+        )
+        state = loaded["state"]
+        self.epoch = loaded["epoch"]
+        self.history = list(state["history"])
+        self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
+        self.best_state, self.bad_evals = state["best_state"], state["bad_evals"]
+        log.info("resumed from %s at epoch %d", path, self.epoch)
+
+
+def _prefixed(result: EvalResult) -> dict[str, float]:
+    return {f"{result.part}_{name}": value for name, value in result.metrics.items()}
