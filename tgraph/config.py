@@ -89,7 +89,8 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def load_config(
-    files: list[str | Path] | tuple[str | Path, ...] = (), overrides: list[str] | tuple[str, ...] = ()
+    files: list[str | Path] | tuple[str | Path, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
 ) -> ExperimentConfig:
     """Layer ``files`` then ``overrides`` over the defaults and validate the result."""
     merged: dict[str, Any] = {}

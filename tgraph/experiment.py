@@ -25,7 +25,7 @@ from tgraph.data.paths import data_root
 from tgraph.data.split import Split
 from tgraph.rundir import RunDir, environment
 from tgraph.train.seed import seed_everything
-from tgraph.train.trainer import Trainer, TrainConfig
+from tgraph.train.trainer import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +109,7 @@ def run_model(
 
 def summarise(rows: list[dict[str, Any]], metric_names: list[str]) -> pd.DataFrame:
     """Mean and (sample) standard deviation over seeds, one row per model, input order kept."""
-    frame = pd.DataFrame(
-        [{"model": r["model"], "seed": r["seed"], **r["test"]} for r in rows]
-    )
+    frame = pd.DataFrame([{"model": r["model"], "seed": r["seed"], **r["test"]} for r in rows])
     out = []
     for model, group in frame.groupby("model", sort=False):
         row: dict[str, Any] = {"model": model, "seeds": len(group)}

@@ -16,7 +16,7 @@ import json
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "git_commit": git_commit(),
         "device": device,
         "argv": sys.argv,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -15,7 +15,13 @@ class DataError(ValueError):
         row: int | None = None,
         fix: str | None = None,
     ) -> None:
-        self.problem, self.source, self.column, self.row, self.fix = problem, source, column, row, fix
+        self.problem, self.source, self.column, self.row, self.fix = (
+            problem,
+            source,
+            column,
+            row,
+            fix,
+        )
         where = ", ".join(
             part
             for part in (

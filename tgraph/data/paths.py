@@ -1,4 +1,4 @@
-"""Where datasets live: ``$TGRAPH_DATA``, else ``../shared/data`` beside the project, else a cache."""
+"""Where datasets live: $TGRAPH_DATA, else ../shared/data beside the project, else a cache."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Resolve the data root: the argument, ``$TGRAPH_DATA``, ``<project>/../shared/data``
+    """Resolve the data root: the argument, ```$TGRAPH_DATA```, ``<project>/../shared/data``
     when it exists, else ``~/.cache/tgraph/data`` (where downloads go)."""
     if root is not None:
         return Path(root).expanduser()

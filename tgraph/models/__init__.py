@@ -2,6 +2,7 @@
 
 # importing the model modules registers them
 from tgraph.models import bprmf, gru4rec, lightgcn, markov, popular, sasrec  # noqa: F401
+from tgraph.models import flagship, hetero_gnn  # noqa: F401
 from tgraph.models.base import Batch, EmbeddingRecommender, Queries, Recommender, build_queries
 from tgraph.models.registry import get, list_models, register
 

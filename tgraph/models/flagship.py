@@ -1,0 +1,247 @@
+"""STHeteroRec ("sthrec"): the flagship next-POI model of tgraph.
+
+A spatio-temporal heterograph encoder (users, POIs, regions; visits, transitions and
+proximity) feeding a causal self-attention encoder of the query's recent check-ins, each
+check-in described by its POI's graph embedding, the time gap and the distance to the
+previous check-in and its time of day. Every ablation is a config flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tgraph.data.preprocess import item_coordinates
+from tgraph.data.split import Split
+from tgraph.graph.spec import ITEM, USER, GraphSpec
+from tgraph.models.base import Queries, Recommender
+from tgraph.models.hetero_gnn import HeteroEncoder, has_coordinates, training_heterograph
+from tgraph.models.registry import register
+from tgraph.nn.encodings import DistanceEncoding, TimeEncoding, haversine_km
+
+SECONDS_PER_DAY = 86400
+
+
+@register("sthrec")
+class STHeteroRec(Recommender):
+    r"""Next-POI scores from a temporal heterograph and a causal sequence encoder.
+
+    **Graph.** :class:`~tgraph.models.hetero_gnn.HeteroEncoder` over the heterograph of
+    ``split.train`` (:func:`~tgraph.models.hetero_gnn.training_heterograph`: k-means regions
+    fitted on training POIs) gives :math:`z_i` (POIs), :math:`z_u` (users), :math:`z_\ell`
+    (regions).
+
+    **Sequence.** For the history :math:`(i_1, t_1), \dots, (i_n, t_n)` (oldest first):
+
+    .. math::
+        x_p = z_{i_p} + P_p + W_t\,\Phi(t_p - t_{p-1}) + S_{\mathrm{slot}(t_p)}
+              + W_d\,\psi(d(i_{p-1}, i_p)),
+
+    (gap and distance 0 at :math:`p = 1`), :math:`\Phi` = :class:`~tgraph.nn.TimeEncoding`,
+    :math:`\psi` = :class:`~tgraph.nn.DistanceEncoding` (RBF), :math:`S` a time-of-day slot
+    embedding of the local time, then a causal pre-LayerNorm Transformer;
+    :math:`s` = its output at the last real position (a learned constant for an empty
+    history).
+
+    **Scores.** With the query time :math:`t_q` (the time of the check-in to predict; part
+    of every query) and :math:`i_n` the last POI,
+
+    .. math::
+        q = s + z_u + S'_{\mathrm{slot}(t_q)} + W'_t\,\Phi(t_q - t_n), \qquad
+        \mathrm{score}(q, i) = \langle q, z_i \rangle
+            - \mathrm{softplus}(\beta) \log\big(1 + d(i_n, i) / 0.1\,\mathrm{km}\big).
+
+    **Ablations** (config flags): ``use_location`` (no region nodes: no ``visits``,
+    ``in_location``, ``near``), ``use_transition`` (no ``transition`` edges),
+    ``use_user_relation`` (no user nodes in the graph; :math:`z_u` is then a free ID
+    embedding), ``use_time_encoding`` (no :math:`\Phi`, :math:`S`, :math:`S'` terms),
+    ``use_distance`` (no :math:`\psi` and no distance score), ``use_query_time`` (no
+    :math:`S'` and :math:`W'_t` terms). Trained with full cross-entropy by default; dropout
+    only in training, so eval mode is deterministic.
+    """
+
+    input_type = "sequence"
+    defaults: dict[str, Any] = {
+        "loss": "ce",
+        "max_len": 20,
+        "embedding_dim": 64,
+        "n_layers": 2,
+        "norm": "right",
+        "graph_dropout": 0.0,
+        "n_attn_layers": 1,
+        "n_heads": 2,
+        "ff_dim": 128,
+        "dropout": 0.2,
+        "init_std": 0.1,
+        "time_dim": 16,
+        "dist_dim": 16,
+        "time_slots": 24,
+        "tz_offset_minutes": None,
+        "n_regions": 100,
+        "near_k": 5,
+        "max_gap_hours": 24,
+        "seed": 0,
+        "use_location": True,
+        "use_transition": True,
+        "use_user_relation": True,
+        "use_time_encoding": True,
+        "use_distance": True,
+        "use_query_time": True,
+    }
+
+    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+        super().__init__(split, config)
+        cfg = self.config
+        if int(cfg["max_len"]) < 1:
+            raise ValueError(f"max_len must be >= 1, got {cfg['max_len']}")
+        self.history_len = int(cfg["max_len"])
+        dim = cfg["embedding_dim"]
+        train = split.train
+        spec = GraphSpec(
+            locations=bool(cfg["use_location"]),
+            near_k=int(cfg["near_k"]),
+            transitions=bool(cfg["use_transition"]),
+            max_gap_seconds=None if cfg["max_gap_hours"] is None else int(cfg["max_gap_hours"] * 3600),
+        )
+        drop = () if cfg["use_user_relation"] else (USER,)
+        hetero = training_heterograph(train, spec, cfg["n_regions"], cfg["seed"], drop_ntypes=drop)
+        self.graph_meta = hetero.meta
+        self.register_graph("graph", hetero.graph)
+        self.encoder = HeteroEncoder(
+            hetero.graph, dim, cfg["n_layers"], cfg["norm"], cfg["graph_dropout"], cfg["init_std"]
+        )
+        self.user_emb = None if cfg["use_user_relation"] else nn.Embedding(self.n_users, dim)
+        if self.user_emb is not None:
+            nn.init.normal_(self.user_emb.weight, std=cfg["init_std"])
+        # sequence encoder
+        self.pos_emb = nn.Embedding(self.history_len, dim)
+        nn.init.normal_(self.pos_emb.weight, std=cfg["init_std"])
+        self.empty = nn.Parameter(torch.zeros(dim))
+        self.use_time = bool(cfg["use_time_encoding"])
+        self.use_query_time = bool(cfg["use_query_time"])
+        if self.use_time or self.use_query_time:
+            self.time_enc = TimeEncoding(cfg["time_dim"])
+            self.slots = int(cfg["time_slots"])
+            tz = cfg["tz_offset_minutes"]
+            if tz is None:
+                tz = int(np.median(train.events["tz_offset"])) if train.has("tz_offset") else 0
+            self.tz_seconds = int(tz) * 60
+        if self.use_time:
+            self.time_proj = nn.Linear(cfg["time_dim"], dim)
+            self.slot_emb = nn.Embedding(self.slots, dim)
+        if self.use_query_time:
+            self.query_time_proj = nn.Linear(cfg["time_dim"], dim)
+            self.query_slot_emb = nn.Embedding(self.slots, dim)
+        self.use_distance = bool(cfg["use_distance"]) and has_coordinates(train)
+        if self.use_distance:
+            lat, lon = item_coordinates(train)
+            latlon = np.stack([lat, lon], 1)
+            known = np.isfinite(latlon).all(1)
+            latlon = np.nan_to_num(np.concatenate([latlon, np.zeros((1, 2))]), nan=0.0)
+            self.register_buffer("item_latlon", torch.tensor(latlon, dtype=torch.float32))
+            self.register_buffer("item_known", torch.tensor(np.append(known, False)))
+            self.dist_enc = DistanceEncoding(cfg["dist_dim"])
+            self.dist_proj = nn.Linear(cfg["dist_dim"], dim)
+            self.dist_weight = nn.Parameter(torch.zeros(()))
+        layer = nn.TransformerEncoderLayer(
+            dim,
+            cfg["n_heads"],
+            cfg["ff_dim"],
+            cfg["dropout"],
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.seq_encoder = nn.TransformerEncoder(
+            layer, cfg["n_attn_layers"], norm=nn.LayerNorm(dim), enable_nested_tensor=False
+        )
+        self.input_dropout = nn.Dropout(cfg["dropout"])
+        self._cache: dict[str, Tensor] | None = None
+
+    # ------------------------------------------------------------------ graph
+    def train(self, mode: bool = True) -> STHeteroRec:
+        self._cache = None
+        return super().train(mode)
+
+    def propagate(self) -> dict[str, Tensor]:
+        """Graph embeddings of every node type (cached in eval mode)."""
+        if not self.training and self._cache is not None:
+            return self._cache
+        out = self.encoder(self.graph)
+        if not self.training:
+            self._cache = out
+        return out
+
+    # ------------------------------------------------------------------ sequence
+    def _slot(self, t: Tensor) -> Tensor:
+        second = torch.remainder(t + self.tz_seconds, SECONDS_PER_DAY)
+        return second * self.slots // SECONDS_PER_DAY
+
+    def _pair_km(self, a: Tensor, b: Tensor) -> Tensor:
+        """Distances between items ``a`` and ``b`` (same shape); 0 where either is unknown."""
+        pa, pb = self.item_latlon[a], self.item_latlon[b]
+        km = haversine_km(pa[..., 0], pa[..., 1], pb[..., 0], pb[..., 1])
+        return torch.where(self.item_known[a] & self.item_known[b], km, torch.zeros_like(km))
+
+    def query_embedding(self, queries: Queries, z: dict[str, Tensor]) -> Tensor:
+        """``[B, d]`` query vectors :math:`q` (see the class docstring)."""
+        if queries.hist_items is None or queries.hist_len is None:
+            raise ValueError(f"{type(self).__name__} needs queries with history")
+        items, times, length = queries.hist_items, queries.hist_times, queries.hist_len
+        n = items.shape[1]
+        if n > self.history_len:
+            raise ValueError(f"history of length {n} exceeds max_len={self.history_len}")
+        mask = queries.hist_mask
+        item_table = torch.cat([z[ITEM], z[ITEM].new_zeros(1, z[ITEM].shape[1])])
+        positions = torch.arange(n, device=items.device)
+        x = item_table[items] + self.pos_emb(positions)
+        prev_items = torch.cat([items[:, :1], items[:, :-1]], 1)
+        if self.use_time:
+            prev_times = torch.cat([times[:, :1], times[:, :-1]], 1)
+            gap = torch.where(mask, (times - prev_times).clamp(min=0), torch.zeros_like(times))
+            x = x + self.time_proj(self.time_enc(gap)) + self.slot_emb(self._slot(times))
+        if self.use_distance:
+            x = x + self.dist_proj(self.dist_enc(self._pair_km(prev_items, items)))
+        x = self.input_dropout(x * mask.unsqueeze(-1))
+        causal = nn.Transformer.generate_square_subsequent_mask(n, device=x.device, dtype=x.dtype)
+        out = self.seq_encoder(x, mask=causal, is_causal=True)
+        rows = torch.arange(len(queries), device=x.device)
+        seq = out[rows, (length - 1).clamp(min=0)]
+        seq = torch.where((length > 0).unsqueeze(1), seq, self.empty.expand_as(seq))
+        user = z[USER][queries.user] if self.user_emb is None else self.user_emb(queries.user)
+        q = seq + user
+        if self.use_query_time:
+            last_time = times[rows, (length - 1).clamp(min=0)]
+            gap = torch.where(length > 0, queries.timestamp - last_time, torch.zeros_like(last_time))
+            q = q + self.query_time_proj(self.time_enc(gap.clamp(min=0)))
+            q = q + self.query_slot_emb(self._slot(queries.timestamp))
+        return q
+
+    # ------------------------------------------------------------------ scores
+    def _scores(self, queries: Queries, items: Tensor | None) -> Tensor:
+        z = self.propagate()
+        q = self.query_embedding(queries, z)
+        if items is None:
+            scores = q @ z[ITEM].T
+        elif items.dim() == 1:
+            scores = (q * z[ITEM][items]).sum(-1)
+        else:
+            scores = torch.einsum("bd,bkd->bk", q, z[ITEM][items])
+        if self.use_distance:
+            last = queries.last_item
+            targets = torch.arange(self.n_items, device=q.device) if items is None else items
+            shape = (len(queries), self.n_items) if items is None else items.shape
+            last = last.view(-1, *([1] * (len(shape) - 1))).expand(shape)
+            km = self._pair_km(last, targets.expand(shape))
+            scores = scores - F.softplus(self.dist_weight) * torch.log1p(km / 0.1)
+        return scores
+
+    def predict(self, queries: Queries, items: Tensor) -> Tensor:
+        return self._scores(queries, items)
+
+    def full_sort_predict(self, queries: Queries) -> Tensor:
+        return self._scores(queries, None)

@@ -1,0 +1,191 @@
+"""A heterogeneous GNN recommender: relation-wise convolutions over the training heterograph.
+
+Also home of the pieces the flagship model reuses: :func:`training_heterograph` (regions
+fitted on training items, then :func:`~tgraph.graph.build.build_graph`) and
+:class:`HeteroEncoder` (node embeddings propagated by :class:`~tgraph.nn.RelationConv`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dgl
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tgraph.data.interactions import Interactions
+from tgraph.data.preprocess import add_regions, fit_kmeans, item_coordinates
+from tgraph.data.split import Split
+from tgraph.graph.build import build_graph
+from tgraph.graph.hetero import TemporalHeteroGraph
+from tgraph.graph.spec import ITEM, USER, GraphSpec
+from tgraph.models.base import Batch, EmbeddingRecommender, Queries
+from tgraph.models.bprmf import l2_rows
+from tgraph.models.registry import register
+from tgraph.nn.relation_conv import RelationConv
+
+logger = logging.getLogger(__name__)
+
+
+def has_coordinates(train: Interactions) -> bool:
+    """Whether the items (or the events) carry lat/lon."""
+    return {"lat", "lon"} <= set(train.items.columns) or (train.has("lat") and train.has("lon"))
+
+
+def training_heterograph(
+    train: Interactions,
+    spec: GraphSpec | Mapping[str, Any] | None = None,
+    n_regions: int = 100,
+    seed: int = 0,
+    drop_ntypes: Sequence[str] = (),
+) -> TemporalHeteroGraph:
+    """The heterograph of ``train`` (a split's training part) for a model.
+
+    When ``spec.locations`` is set and the items have coordinates, ``n_regions`` k-means
+    regions (seeded) are fitted on the coordinates of the items that occur in ``train``'s
+    events only, and every item gets its nearest region (no validation/test information
+    enters). Without coordinates an existing ``region`` column is used; without either,
+    location nodes are left out (logged, and recorded in ``meta.report``).
+    ``drop_ntypes`` removes node types and every relation touching them.
+    """
+    spec = spec if isinstance(spec, GraphSpec) else GraphSpec.from_dict(spec)
+    note = None
+    if spec.locations and has_coordinates(train):
+        lat, lon = item_coordinates(train)
+        seen = np.unique(train.events["item"].to_numpy())
+        seen = seen[np.isfinite(lat[seen]) & np.isfinite(lon[seen])]
+        distinct = len(np.unique(np.round(np.stack([lat[seen], lon[seen]], 1), 9), axis=0))
+        regions = fit_kmeans(lat[seen], lon[seen], min(n_regions, distinct), seed=seed)
+        train, _ = add_regions(train, regions)
+    elif spec.locations and not ("region" in train.items.columns or train.has("region")):
+        note = "no coordinates and no region column: location nodes left out"
+        logger.info("%s: %s", train.name, note)
+        spec = dataclasses.replace(spec, locations=False)
+    graph = build_graph(train, spec)
+    if note is not None:
+        graph.meta.report["locations_left_out"] = note
+    if drop_ntypes:
+        keep = [
+            et
+            for et in graph.graph.canonical_etypes
+            if et[0] not in drop_ntypes and et[2] not in drop_ntypes
+        ]
+        graph = graph.with_graph(dgl.edge_type_subgraph(graph.graph, keep))
+    return graph
+
+
+class HeteroEncoder(nn.Module):
+    r"""Learned embeddings of every node type, propagated by ``n_layers`` :class:`RelationConv`:
+
+    .. math::
+        H^{(0)}_\tau = E_\tau, \qquad
+        H^{(l+1)} = \mathrm{Dropout}(\tanh(\mathrm{RelationConv}_l(H^{(l)}))), \qquad
+        Z_\tau = \frac{1}{L+1} \sum_{l=0}^{L} H^{(l)}_\tau
+
+    over every relation of ``graph`` (node types without nodes are skipped). ``forward``
+    returns ``{ntype: Z_ntype}``.
+    """
+
+    def __init__(
+        self,
+        graph: dgl.DGLGraph,
+        dim: int,
+        n_layers: int,
+        norm: str = "right",
+        dropout: float = 0.0,
+        init_std: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.ntypes = list(graph.ntypes)
+        self.embedding = nn.ParameterDict(
+            {nt: nn.Parameter(torch.randn(graph.num_nodes(nt), dim) * init_std) for nt in self.ntypes}
+        )
+        self.layers = nn.ModuleList(
+            [
+                RelationConv(dim, dim, self.ntypes, graph.canonical_etypes, norm=norm)
+                for _ in range(n_layers)
+            ]
+        )
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, graph: dgl.DGLGraph) -> dict[str, Tensor]:
+        h = dict(self.embedding.items())
+        total = dict(h)
+        for layer in self.layers:
+            h = {nt: self.dropout(torch.tanh(x)) for nt, x in layer(graph, h).items()}
+            total = {nt: total[nt] + h[nt] for nt in total}
+        return {nt: x / (len(self.layers) + 1) for nt, x in total.items()}
+
+
+@register("hetero_gnn")
+class HeteroGNN(EmbeddingRecommender):
+    r"""``score(u, i) = <z_u, z_i>`` with :math:`Z` from :class:`HeteroEncoder` over the
+    training heterograph (users, items, locations; relations ``interacts``, ``visits``,
+    ``transition``, ``in_location``, ``near`` and their reverses by default).
+
+    Config: ``embedding_dim`` (64), ``n_layers`` (2), ``norm`` ("right"), ``dropout`` (0.0),
+    ``init_std`` (0.1), ``reg_weight`` (1e-4, L2 on the layer-0 embeddings of the batch
+    divided by ``2 B``), ``graph`` (GraphSpec overrides), ``n_regions`` (100, k-means
+    regions fitted on training items), ``seed`` (0, for the regions). Loss: BPR by default.
+    In eval mode the propagated embeddings are cached until the next ``train()``/``eval()``.
+    """
+
+    input_type = "pairwise"
+    defaults = {
+        "embedding_dim": 64,
+        "n_layers": 2,
+        "norm": "right",
+        "dropout": 0.0,
+        "init_std": 0.1,
+        "reg_weight": 1e-4,
+        "graph": {},
+        "n_regions": 100,
+        "seed": 0,
+    }
+
+    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+        super().__init__(split, config)
+        cfg = self.config
+        hetero = training_heterograph(split.train, cfg["graph"], cfg["n_regions"], cfg["seed"])
+        self.graph_meta = hetero.meta
+        self.register_graph("graph", hetero.graph)
+        self.encoder = HeteroEncoder(
+            hetero.graph,
+            cfg["embedding_dim"],
+            cfg["n_layers"],
+            cfg["norm"],
+            cfg["dropout"],
+            cfg["init_std"],
+        )
+        self._cache: dict[str, Tensor] | None = None
+
+    def train(self, mode: bool = True) -> HeteroGNN:
+        self._cache = None
+        return super().train(mode)
+
+    def propagate(self) -> dict[str, Tensor]:
+        """Final embeddings of every node type."""
+        if not self.training and self._cache is not None:
+            return self._cache
+        out = self.encoder(self.graph)
+        if not self.training:
+            self._cache = out
+        return out
+
+    def embed(self, queries: Queries) -> tuple[Tensor, Tensor]:
+        out = self.propagate()
+        return out[USER][queries.user], out[ITEM]
+
+    def regularization(self, batch: Batch) -> Tensor:
+        ego = self.encoder.embedding
+        neg = None if batch.neg_item is None else ego[ITEM][batch.neg_item]
+        return l2_rows(
+            self.config["reg_weight"],
+            ego[USER][batch.queries.user],
+            ego[ITEM][batch.pos_item],
+            neg,
+        )
