@@ -139,11 +139,14 @@ class Trainer:
         return queries, positives
 
     # ------------------------------------------------------------------ loop
-    def train_epoch(self) -> float:
-        """One pass over the training events; returns the mean batch loss."""
+    def train_epoch(self, max_batches: int | None = None) -> float:
+        """One pass over the training events (or its first ``max_batches`` batches, for
+        benchmarks); returns the mean batch loss."""
         cfg = self.config
         queries, positives = self._samples
         order = self.generator.permutation(len(positives))
+        if max_batches is not None:
+            order = order[: max_batches * cfg.batch_size]
         self.model.train()
         total, batches = 0.0, 0
         starts = range(0, len(order), cfg.batch_size)
