@@ -8,7 +8,13 @@ import pytest
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
+import torch  # noqa: E402
+
 from tgraph.data.paths import data_root  # noqa: E402
+
+# The tests' models are small: one intra-op thread avoids OpenMP oversubscription, which made
+# them up to 100x slower whenever another process shared the two cores.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
