@@ -9,7 +9,8 @@ An :class:`Interactions` holds three pandas tables:
 ``users`` / ``items``
     one row per user / item code (``index == code``) with at least ``raw_id``, the id used by
     the source file. ``items`` may carry ``lat``, ``lon``, ``category``, ``name``; ``users`` may
-    carry any metadata (age, zip code, ...). These tables are the id maps.
+    carry any metadata (age, zip code, ...). These tables are the id maps. Metadata may be NaN
+    (unknown) for some entries; event columns may not.
 
 All tables are validated on construction; a problem raises :class:`~tgraph.data.errors.DataError`
 naming the source file, the column, the first bad row and the fix.
@@ -64,9 +65,12 @@ def _check_int_column(frame: pd.DataFrame, column: str, source: str) -> pd.Serie
     return numeric.astype(np.int64)
 
 
-def _check_float_column(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+def _check_float_column(
+    frame: pd.DataFrame, column: str, source: str, allow_nan: bool = False
+) -> pd.Series:
     numeric = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
-    bad = ~np.isfinite(numeric.to_numpy())
+    values = numeric.to_numpy()
+    bad = np.isinf(values) if allow_nan else ~np.isfinite(values)
     if bad.any():
         row = _first_bad_row(bad)
         raise DataError(
@@ -91,15 +95,17 @@ def _check_float_column(frame: pd.DataFrame, column: str, source: str) -> pd.Ser
     return numeric
 
 
-def _validate_columns(frame: pd.DataFrame, spec: Mapping[str, str], source: str) -> pd.DataFrame:
+def _validate_columns(
+    frame: pd.DataFrame, spec: Mapping[str, str], source: str, allow_nan: bool = False
+) -> pd.DataFrame:
     frame = frame.copy()
     for column, kind in spec.items():
         if column not in frame.columns:
             continue
-        if kind == "i":
+        if kind == "i" and not (allow_nan and frame[column].isna().any()):
             frame[column] = _check_int_column(frame, column, source)
         elif kind == "f":
-            frame[column] = _check_float_column(frame, column, source)
+            frame[column] = _check_float_column(frame, column, source, allow_nan)
         elif frame[column].isna().any():
             row = _first_bad_row(frame[column].isna().to_numpy())
             raise DataError(
@@ -121,7 +127,10 @@ def _validate_id_table(table: pd.DataFrame, kind: str, source: str) -> pd.DataFr
             fix=f"build the {kind} table with Interactions.from_frame",
         )
     table = table.reset_index(drop=True)
-    return _validate_columns(table, {"lat": "f", "lon": "f", "category": "i"}, source)
+    # metadata may be unknown for some catalogue entries (NaN), but never out of range
+    return _validate_columns(
+        table, {"lat": "f", "lon": "f", "category": "i"}, source, allow_nan=True
+    )
 
 
 @dataclass
