@@ -1,8 +1,11 @@
-"""The ``tgraph`` command: ``tgraph run``, ``tgraph data list|describe|download``.
+"""The ``tgraph`` command: ``tgraph run``, ``tune``, ``compare``, ``data list|describe|download``.
 
 Examples::
 
     tgraph run --config experiments/configs/demo.yaml seeds=[0,1,2] train.lr=0.01
+    tgraph tune --config experiments/configs/studies/bprmf_movielens100k.yaml --n-trials 20
+    tgraph tune --config STUDY.yaml --storage journal:runs/study.journal --search-only  # x N
+    tgraph compare runs/demo
     tgraph data list
     tgraph data describe foursquare_nyc
     tgraph data download movielens_100k --root ~/data
@@ -25,6 +28,33 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\n{config.experiment} on {config.dataset.name} ({config.dataset.protocol}), test:")
     print(markdown_table(summary, config.metrics))
     print(f"\nrun directories: {config.output_dir}/{config.experiment}/{config.dataset.name}/")
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from tgraph.tune import finish_study, load_study, run_study
+
+    overrides = list(args.overrides)
+    if args.n_trials is not None:
+        overrides.append(f"study.n_trials={args.n_trials}")
+    study_def = load_study(args.config, overrides)
+    study = run_study(study_def, args.data_root, args.storage, args.worker)
+    if args.search_only:
+        return 0
+    result = finish_study(study, study_def, args.data_root, retrain=not args.no_retrain)
+    print(f"\nstudy {study.study_name}: {len(study.trials)} trials; folder {study_def.folder}")
+    print(f"best configuration: {result['best_config']}")
+    if "retrain" in result:
+        print((study_def.folder / "retrain.md").read_text())
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from tgraph.compare import compare
+
+    result = compare(args.runs_dir, args.out, args.metrics, args.baselines)
+    print(result["files"]["md"].read_text())
+    print("written: " + ", ".join(str(p) for p in [*result["files"].values(), *result["curves"]]))
     return 0
 
 
@@ -57,12 +87,66 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("Examples::", 1)[1],
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    threads = argparse.ArgumentParser(add_help=False)
+    threads.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's choice); with several workers or jobs "
+        "on one machine give each cores/jobs, since oversubscribed OpenMP threads are very slow",
+    )
 
-    run = commands.add_parser("run", help="train and compare models from a YAML config")
+    run = commands.add_parser(
+        "run", parents=[threads], help="train and compare models from a YAML config"
+    )
     run.add_argument("--config", action="append", required=True, help="YAML file (repeatable)")
     run.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=0.01")
     run.set_defaults(handler=_run)
+
+    tune = commands.add_parser(
+        "tune",
+        parents=[threads],
+        help="an Optuna hyper-parameter study of one model on one dataset",
+        description="Run (or resume) the study of a YAML file: an experiment config with one "
+        "model and a 'study' section (space, pruner, n_trials, ...; see tgraph.tune). Then "
+        "export best.yaml, draw the plots and re-train the top configurations with fresh "
+        "seeds (selected on validation, reported on test).",
+    )
+    tune.add_argument("--config", action="append", required=True, help="YAML file (repeatable)")
+    tune.add_argument(
+        "--storage",
+        default=None,
+        help="sqlite:///FILE (default: study.db in the study folder), journal:FILE for "
+        "processes on one machine, postgresql://USER@HOST/DB for several machines",
+    )
+    tune.add_argument(
+        "--n-trials", type=int, default=None, help="total complete+pruned trials over all workers"
+    )
+    tune.add_argument("--worker", type=int, default=0, help="worker index (sampler seed + index)")
+    tune.add_argument(
+        "--search-only", action="store_true", help="run trials only (parallel workers)"
+    )
+    tune.add_argument("--no-retrain", action="store_true", help="skip re-training the top trials")
+    tune.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
+    tune.add_argument("overrides", nargs="*", help="key=value overrides, e.g. study.seed=1")
+    tune.set_defaults(handler=_tune)
+
+    comp = commands.add_parser(
+        "compare",
+        help="leaderboard of run directories with paired significance tests",
+        description="Collect every run directory below RUNS_DIR, group by (experiment, "
+        "dataset) and write leaderboard.{md,csv,tex} (mean ± std over seeds; paired t-test "
+        "and Wilcoxon p-values of each model against the best baseline per metric) and "
+        "learning curves.",
+    )
+    comp.add_argument("runs_dir", help="folder holding run directories (searched recursively)")
+    comp.add_argument("--out", default=None, help="output folder (default: RUNS_DIR)")
+    comp.add_argument("--metrics", nargs="+", default=None, help="test metrics (default: all)")
+    comp.add_argument(
+        "--baselines", nargs="+", default=None, help="models to test against (default: all)"
+    )
+    comp.set_defaults(handler=_compare)
 
     data = commands.add_parser("data", help="list, describe or download datasets")
     data.add_argument("action", choices=["list", "describe", "download"])
@@ -75,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     return args.handler(args)
 
 

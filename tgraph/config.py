@@ -88,11 +88,11 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
-def load_config(
+def read_layers(
     files: list[str | Path] | tuple[str | Path, ...] = (),
     overrides: list[str] | tuple[str, ...] = (),
-) -> ExperimentConfig:
-    """Layer ``files`` then ``overrides`` over the defaults and validate the result."""
+) -> dict[str, Any]:
+    """The mapping of ``files`` then ``overrides`` merged in order, not yet validated."""
     merged: dict[str, Any] = {}
     for file in files:
         path = Path(file)
@@ -104,10 +104,27 @@ def load_config(
         merged = _merge(merged, loaded)
     for text in overrides:
         merged = _merge(merged, parse_override(text))
+    return merged
+
+
+def validation_message(error: ValidationError, prefix: str = "") -> str:
+    """One line naming every invalid key of a pydantic ``error`` (keys under ``prefix``)."""
+    return "; ".join(
+        f"key '{prefix}{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in error.errors()
+    )
+
+
+def validate_config(merged: dict[str, Any]) -> ExperimentConfig:
+    """Validate a merged mapping (see :func:`read_layers`) as an :class:`ExperimentConfig`."""
     try:
         return ExperimentConfig.model_validate(merged)
     except ValidationError as error:
-        problems = "; ".join(
-            f"key '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"invalid configuration: {problems}") from None
+        raise ConfigError(f"invalid configuration: {validation_message(error)}") from None
+
+
+def load_config(
+    files: list[str | Path] | tuple[str | Path, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
+) -> ExperimentConfig:
+    """Layer ``files`` then ``overrides`` over the defaults and validate the result."""
+    return validate_config(read_layers(files, overrides))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -170,14 +171,24 @@ class Trainer:
             bar.set_postfix(loss=f"{total / batches:.4f}")
         return total / max(batches, 1)
 
-    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
-        """Train until ``epochs`` or early stopping; restores the best weights; returns the log."""
+    def fit(
+        self,
+        resume: bool = False,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train until ``epochs`` or early stopping; restores the best weights; returns the log.
+
+        ``on_epoch(record)`` is called after every validation with that epoch's record (e.g.
+        to report to an Optuna trial); an exception it raises stops training.
+        """
         cfg = self.config
         if not self.model.needs_training:
             self.model.fit(self.split.train)
             result = self.evaluator.evaluate(self.model)
             self.best_epoch, self.best_value = 0, result.metrics[cfg.valid_metric.lower()]
             self._record({"epoch": 0, **_prefixed(result)})
+            if on_epoch is not None:
+                on_epoch(self.history[-1])
             return self.history
         last = None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir) / "last.pt"
         if resume and last is not None and last.exists():
@@ -202,6 +213,8 @@ class Trainer:
                     generator=self.generator,
                     state=self._state(),
                 )
+            if on_epoch is not None and "eval_s" in record:
+                on_epoch(record)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         log.info("best %s = %.5f at epoch %d", cfg.valid_metric, self.best_value, self.best_epoch)

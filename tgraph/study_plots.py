@@ -1,0 +1,116 @@
+"""PNG plots of studies (``optuna.visualization.matplotlib``) and learning curves of runs.
+
+:func:`plot_study` draws the optimisation history, the parameter importances, the
+intermediate (per-epoch) values, the parallel coordinates and, for a multi-objective study,
+the Pareto front. :func:`plot_curves` draws training loss and validation metric per epoch
+from the ``curve.jsonl`` files of run directories. Plots that a study cannot support yet
+(e.g. importances before two trials finished) are skipped with a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+from optuna.visualization import matplotlib as ovm  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def _save(draw: Callable[[], object], path: Path) -> Path | None:
+    """Run ``draw`` (returns Axes or an array of Axes) and save its figure as ``path``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", message=".*computes the importances of params")
+        warnings.filterwarnings("ignore", message=".*identical low and high ylims")
+        try:
+            axes = draw()
+        except (ValueError, RuntimeError) as error:
+            log.info("plot %s skipped: %s", path.name, error)
+            plt.close("all")
+            return None
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    figure = first.get_figure()
+    figure.set_size_inches(8, 5)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def plot_study(study: optuna.Study, out_dir: str | Path, target_name: str = "valid") -> list[Path]:
+    """Write the study's PNG plots into ``out_dir``; return the files written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    multi = len(study.directions) > 1
+    first = (lambda t: t.values[0]) if multi else None
+    names = [target_name, "train seconds"] if multi else None
+    draws: dict[str, Callable[[], object]] = {
+        "history": lambda: ovm.plot_optimization_history(
+            study, target=first, target_name=target_name
+        ),
+        # with a target, importances are those of achieving low values: negate the metric
+        "importances": lambda: ovm.plot_param_importances(
+            study, target=(lambda t: -t.values[0]) if multi else None, target_name=target_name
+        ),
+        "parallel_coordinates": lambda: ovm.plot_parallel_coordinate(
+            study, target=first, target_name=target_name
+        ),
+    }
+    if multi:
+        draws["pareto_front"] = lambda: ovm.plot_pareto_front(study, target_names=names)
+    else:
+        draws["intermediate_values"] = lambda: ovm.plot_intermediate_values(study)
+    written = [_save(draw, out / f"{name}.png") for name, draw in draws.items()]
+    return [path for path in written if path is not None]
+
+
+def read_curve(path: str | Path) -> list[dict]:
+    """The records of a ``curve.jsonl`` file."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_curves(curves: dict[str, str | Path], path: str | Path, metric: str) -> Path | None:
+    """Training loss and ``valid_<metric>`` per epoch, one line per run (``label -> curve``).
+
+    Returns ``None`` (and writes nothing) when no run has a loss or that metric.
+    """
+    figure, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    drawn = False
+    for label, file in curves.items():
+        records = read_curve(file)
+        with_loss = [r for r in records if "loss" in r]
+        with_metric = [r for r in records if f"valid_{metric}" in r]
+        if with_loss:
+            loss_ax.plot(
+                [r["epoch"] for r in with_loss], [r["loss"] for r in with_loss], label=label
+            )
+        if with_metric:
+            metric_ax.plot(
+                [r["epoch"] for r in with_metric],
+                [r[f"valid_{metric}"] for r in with_metric],
+                marker="o" if len(with_metric) == 1 else None,
+                label=label,
+            )
+        drawn = drawn or bool(with_loss or with_metric)
+    if not drawn:
+        plt.close(figure)
+        return None
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    metric_ax.set(xlabel="epoch", ylabel=f"valid {metric}", title=f"validation {metric}")
+    for ax in (loss_ax, metric_ax):
+        ax.grid(alpha=0.3)
+    metric_ax.legend(fontsize=7, loc="best")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return path
