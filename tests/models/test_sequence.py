@@ -151,5 +151,4 @@ def test_sasrec_beats_most_popular_on_synthetic_checkins():
     trainer = Trainer(model, split, config)
     trainer.fit()
     acc = trainer.evaluate("test").metrics["acc@10"]
-    print(f"test acc@10: sasrec {acc:.3f}, pop {pop_acc:.3f}")
     assert acc > pop_acc + 0.1, (acc, pop_acc)

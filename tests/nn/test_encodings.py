@@ -76,5 +76,7 @@ def test_haversine_km_matches_numpy_and_one_degree():
     expected = haversine(lat1, lon1, lat2, lon2)
     args = [torch.from_numpy(a) for a in (lat1, lon1, lat2, lon2)]
     assert np.allclose(haversine_km(*args).numpy(), expected, rtol=1e-9)
-    one = haversine_km(*[torch.tensor([v], dtype=torch.float64) for v in (40.0, -74.0, 41.0, -74.0)])
+    one = haversine_km(
+        *[torch.tensor([v], dtype=torch.float64) for v in (40.0, -74.0, 41.0, -74.0)]
+    )
     assert one.item() == pytest.approx(KM_PER_DEGREE, rel=1e-9)

@@ -18,7 +18,12 @@ VALID = torch.tensor([True, True, False, False, True, False, False])
 
 def bipartite(src=SRC, dst=DST) -> dgl.DGLGraph:
     return dgl.heterograph(
-        {("item", "to", "user"): (torch.tensor(src, dtype=torch.long), torch.tensor(dst, dtype=torch.long))},
+        {
+            ("item", "to", "user"): (
+                torch.tensor(src, dtype=torch.long),
+                torch.tensor(dst, dtype=torch.long),
+            )
+        },
         num_nodes_dict={"item": 4, "user": 3},
     )
 
@@ -98,7 +103,9 @@ def test_one_head_output_equals_dense_computation():
         agg = torch.zeros(dim)
         edges = [e for e in range(7) if DST[e] == i and EDGE_TIME[e] < QUERY_TIME[i]]
         if edges:
-            z = [torch.cat([items[SRC[e]], phi(float(QUERY_TIME[i] - EDGE_TIME[e]))]) for e in edges]
+            z = [
+                torch.cat([items[SRC[e]], phi(float(QUERY_TIME[i] - EDGE_TIME[e]))]) for e in edges
+            ]
             keys = torch.stack([w_k @ z_e + c_k for z_e in z])
             values = torch.stack([w_v @ z_e + c_v for z_e in z])
             alpha = torch.softmax(keys @ q / math.sqrt(dim), 0)

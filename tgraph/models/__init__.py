@@ -1,8 +1,7 @@
 """Models: the :class:`Recommender` contract, the registry and the baselines."""
 
 # importing the model modules registers them
-from tgraph.models import bprmf, gru4rec, lightgcn, markov, popular, sasrec  # noqa: F401
-from tgraph.models import flagship, hetero_gnn  # noqa: F401
+from tgraph.models import bprmf, flagship, gru4rec, hetero_gnn, lightgcn, markov, popular, sasrec  # noqa: F401  # noqa: F401
 from tgraph.models.base import Batch, EmbeddingRecommender, Queries, Recommender, build_queries
 from tgraph.models.registry import get, list_models, register
 

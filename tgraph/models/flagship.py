@@ -32,8 +32,8 @@ class STHeteroRec(Recommender):
 
     **Graph.** :class:`~tgraph.models.hetero_gnn.HeteroEncoder` over the heterograph of
     ``split.train`` (:func:`~tgraph.models.hetero_gnn.training_heterograph`: k-means regions
-    fitted on training POIs) gives :math:`z_i` (POIs), :math:`z_u` (users), :math:`z_\ell`
-    (regions).
+    fitted on training POIs) gives :math:`z_i` (POIs) and :math:`z_u` (users); region and
+    other nodes pass messages only.
 
     **Sequence.** For the history :math:`(i_1, t_1), \dots, (i_n, t_n)` (oldest first):
 
@@ -41,8 +41,9 @@ class STHeteroRec(Recommender):
         x_p = z_{i_p} + P_p + W_t\,\Phi(t_p - t_{p-1}) + S_{\mathrm{slot}(t_p)}
               + W_d\,\psi(d(i_{p-1}, i_p)),
 
-    (gap and distance 0 at :math:`p = 1`), :math:`\Phi` = :class:`~tgraph.nn.TimeEncoding`,
-    :math:`\psi` = :class:`~tgraph.nn.DistanceEncoding` (RBF), :math:`S` a time-of-day slot
+    (gap and distance 0 at :math:`p = 1`), :math:`\Phi` =
+    :class:`~tgraph.nn.encodings.TimeEncoding`, :math:`\psi` =
+    :class:`~tgraph.nn.encodings.DistanceEncoding` (RBF), :math:`S` a time-of-day slot
     embedding of the local time, then a causal pre-LayerNorm Transformer;
     :math:`s` = its output at the last real position (a learned constant for an empty
     history).
@@ -58,10 +59,18 @@ class STHeteroRec(Recommender):
     **Ablations** (config flags): ``use_location`` (no region nodes: no ``visits``,
     ``in_location``, ``near``), ``use_transition`` (no ``transition`` edges),
     ``use_user_relation`` (no user nodes in the graph; :math:`z_u` is then a free ID
-    embedding), ``use_time_encoding`` (no :math:`\Phi`, :math:`S`, :math:`S'` terms),
-    ``use_distance`` (no :math:`\psi` and no distance score), ``use_query_time`` (no
-    :math:`S'` and :math:`W'_t` terms). Trained with full cross-entropy by default; dropout
-    only in training, so eval mode is deterministic.
+    embedding), ``use_time_encoding`` (no :math:`W_t \Phi` and :math:`S` terms in :math:`x_p`),
+    ``use_distance`` (no :math:`\psi` and no distance score; off without coordinates),
+    ``use_query_time`` (no :math:`S'` and :math:`W'_t` terms). Trained with full
+    cross-entropy by default; dropout only in training, so eval mode is deterministic.
+
+    Config: ``max_len`` (20, history length), ``embedding_dim`` (64), graph: ``n_layers``
+    (2), ``norm`` ("right"), ``graph_dropout`` (0), ``n_regions`` (100), ``near_k`` (5),
+    ``max_gap_hours`` (24, longest transition gap), ``seed`` (0, regions); sequence:
+    ``n_attn_layers`` (1), ``n_heads`` (2), ``ff_dim`` (128), ``dropout`` (0.2); encodings:
+    ``time_dim`` (16), ``dist_dim`` (16), ``time_slots`` (24), ``tz_offset_minutes`` (None:
+    the median ``tz_offset`` of the training events, else 0; one offset for the whole
+    dataset, as queries carry UTC times); ``init_std`` (0.1).
     """
 
     input_type = "sequence"
@@ -105,14 +114,22 @@ class STHeteroRec(Recommender):
             locations=bool(cfg["use_location"]),
             near_k=int(cfg["near_k"]),
             transitions=bool(cfg["use_transition"]),
-            max_gap_seconds=None if cfg["max_gap_hours"] is None else int(cfg["max_gap_hours"] * 3600),
+            max_gap_seconds=None
+            if cfg["max_gap_hours"] is None
+            else int(cfg["max_gap_hours"] * 3600),
         )
         drop = () if cfg["use_user_relation"] else (USER,)
         hetero = training_heterograph(train, spec, cfg["n_regions"], cfg["seed"], drop_ntypes=drop)
         self.graph_meta = hetero.meta
         self.register_graph("graph", hetero.graph)
         self.encoder = HeteroEncoder(
-            hetero.graph, dim, cfg["n_layers"], cfg["norm"], cfg["graph_dropout"], cfg["init_std"]
+            hetero.graph,
+            dim,
+            cfg["n_layers"],
+            [nt for nt in (USER, ITEM) if nt in hetero.graph.ntypes],
+            cfg["norm"],
+            cfg["graph_dropout"],
+            cfg["init_std"],
         )
         self.user_emb = None if cfg["use_user_relation"] else nn.Embedding(self.n_users, dim)
         if self.user_emb is not None:
@@ -216,7 +233,9 @@ class STHeteroRec(Recommender):
         q = seq + user
         if self.use_query_time:
             last_time = times[rows, (length - 1).clamp(min=0)]
-            gap = torch.where(length > 0, queries.timestamp - last_time, torch.zeros_like(last_time))
+            gap = torch.where(
+                length > 0, queries.timestamp - last_time, torch.zeros_like(last_time)
+            )
             q = q + self.query_time_proj(self.time_enc(gap.clamp(min=0)))
             q = q + self.query_slot_emb(self._slot(queries.timestamp))
         return q

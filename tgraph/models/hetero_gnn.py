@@ -53,27 +53,29 @@ def training_heterograph(
     ``drop_ntypes`` removes node types and every relation touching them.
     """
     spec = spec if isinstance(spec, GraphSpec) else GraphSpec.from_dict(spec)
-    note = None
+    report: dict[str, Any] = {}
     if spec.locations and has_coordinates(train):
         lat, lon = item_coordinates(train)
         seen = np.unique(train.events["item"].to_numpy())
         seen = seen[np.isfinite(lat[seen]) & np.isfinite(lon[seen])]
         distinct = len(np.unique(np.round(np.stack([lat[seen], lon[seen]], 1), 9), axis=0))
-        regions = fit_kmeans(lat[seen], lon[seen], min(n_regions, distinct), seed=seed)
-        train, _ = add_regions(train, regions)
+        k = min(n_regions, distinct)
+        train, _ = add_regions(train, fit_kmeans(lat[seen], lon[seen], k, seed=seed))
+        report["regions"] = {"method": "kmeans", "k": k, "fitted_on_items": len(seen)}
     elif spec.locations and not ("region" in train.items.columns or train.has("region")):
-        note = "no coordinates and no region column: location nodes left out"
-        logger.info("%s: %s", train.name, note)
+        report["locations_left_out"] = "no coordinates and no region column"
+        logger.info("%s: location nodes left out (no coordinates, no region)", train.name)
         spec = dataclasses.replace(spec, locations=False)
     graph = build_graph(train, spec)
-    if note is not None:
-        graph.meta.report["locations_left_out"] = note
+    graph.meta.report.update(report)
     if drop_ntypes:
         keep = [
             et
             for et in graph.graph.canonical_etypes
             if et[0] not in drop_ntypes and et[2] not in drop_ntypes
         ]
+        if not keep:
+            raise ValueError(f"dropping node types {list(drop_ntypes)} leaves no relation")
         graph = graph.with_graph(dgl.edge_type_subgraph(graph.graph, keep))
     return graph
 
@@ -86,8 +88,9 @@ class HeteroEncoder(nn.Module):
         H^{(l+1)} = \mathrm{Dropout}(\tanh(\mathrm{RelationConv}_l(H^{(l)}))), \qquad
         Z_\tau = \frac{1}{L+1} \sum_{l=0}^{L} H^{(l)}_\tau
 
-    over every relation of ``graph`` (node types without nodes are skipped). ``forward``
-    returns ``{ntype: Z_ntype}``.
+    over every relation of ``graph``; ``forward`` returns ``{ntype: Z_ntype}`` for the
+    ``outputs`` node types only. The last layer computes only those (and the relations
+    ending in them), so every parameter reaches the outputs.
     """
 
     def __init__(
@@ -95,26 +98,33 @@ class HeteroEncoder(nn.Module):
         graph: dgl.DGLGraph,
         dim: int,
         n_layers: int,
+        outputs: Sequence[str],
         norm: str = "right",
         dropout: float = 0.0,
         init_std: float = 0.1,
     ) -> None:
         super().__init__()
-        self.ntypes = list(graph.ntypes)
+        self.outputs = list(outputs)
+        missing = sorted(set(self.outputs) - set(graph.ntypes))
+        if missing:
+            raise ValueError(f"output node types {missing} are not in the graph {graph.ntypes}")
         self.embedding = nn.ParameterDict(
-            {nt: nn.Parameter(torch.randn(graph.num_nodes(nt), dim) * init_std) for nt in self.ntypes}
+            {
+                nt: nn.Parameter(torch.randn(graph.num_nodes(nt), dim) * init_std)
+                for nt in graph.ntypes
+            }
         )
-        self.layers = nn.ModuleList(
-            [
-                RelationConv(dim, dim, self.ntypes, graph.canonical_etypes, norm=norm)
-                for _ in range(n_layers)
-            ]
-        )
+        layers = []
+        for index in range(n_layers):
+            ntypes = self.outputs if index == n_layers - 1 else list(graph.ntypes)
+            etypes = [et for et in graph.canonical_etypes if et[2] in ntypes]
+            layers.append(RelationConv(dim, dim, ntypes, etypes, norm=norm))
+        self.layers = nn.ModuleList(layers)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, graph: dgl.DGLGraph) -> dict[str, Tensor]:
         h = dict(self.embedding.items())
-        total = dict(h)
+        total = {nt: h[nt] for nt in self.outputs}
         for layer in self.layers:
             h = {nt: self.dropout(torch.tanh(x)) for nt, x in layer(graph, h).items()}
             total = {nt: total[nt] + h[nt] for nt in total}
@@ -157,6 +167,7 @@ class HeteroGNN(EmbeddingRecommender):
             hetero.graph,
             cfg["embedding_dim"],
             cfg["n_layers"],
+            (USER, ITEM),
             cfg["norm"],
             cfg["dropout"],
             cfg["init_std"],

@@ -21,7 +21,10 @@ def haversine_km(lat1: Tensor, lon1: Tensor, lat2: Tensor, lon2: Tensor) -> Tens
     the formula of :func:`tgraph.data.geo.haversine`."""
     phi1, phi2 = torch.deg2rad(lat1), torch.deg2rad(lat2)
     dlam = torch.deg2rad(lon2 - lon1)
-    a = torch.sin((phi2 - phi1) / 2) ** 2 + torch.cos(phi1) * torch.cos(phi2) * torch.sin(dlam / 2) ** 2
+    a = (
+        torch.sin((phi2 - phi1) / 2) ** 2
+        + torch.cos(phi1) * torch.cos(phi2) * torch.sin(dlam / 2) ** 2
+    )
     return 2 * EARTH_RADIUS_KM * torch.asin(torch.sqrt(a.clamp(0.0, 1.0)))
 
 

@@ -40,8 +40,7 @@ class RelationConv(nn.Module):
     Args:
         in_dim / out_dim: feature sizes (every node type shares them).
         ntypes: node types that get an output (and a self weight :math:`W_0^{\tau}`).
-        etypes: canonical relations to propagate over; one :math:`W_r` each. A relation
-            missing from the graph passed to :meth:`forward` raises ``KeyError``.
+        etypes: canonical relations of the graph to propagate over; one :math:`W_r` each.
         norm: ``"right"``, ``"both"`` or ``"none"``.
         self_loop: keep the :math:`W_0^{\tau} h_v + b^{\tau}` term.
     """
@@ -107,4 +106,3 @@ class RelationConv(nn.Module):
 def _key(etype: EType) -> str:
     """A ModuleDict / data key for a canonical relation (``src:name:dst``; dots not allowed)."""
     return ":".join(etype)
-
