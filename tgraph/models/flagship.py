@@ -21,6 +21,7 @@ from tgraph.graph.spec import ITEM, USER, GraphSpec
 from tgraph.models.base import Queries, Recommender
 from tgraph.models.hetero_gnn import HeteroEncoder, has_coordinates, training_heterograph
 from tgraph.models.registry import register
+from tgraph.nn.causal_transformer import CausalTransformer
 from tgraph.nn.encodings import DistanceEncoding, TimeEncoding, haversine_km
 
 SECONDS_PER_DAY = 86400
@@ -164,17 +165,8 @@ class STHeteroRec(Recommender):
             self.dist_enc = DistanceEncoding(cfg["dist_dim"])
             self.dist_proj = nn.Linear(cfg["dist_dim"], dim)
             self.dist_weight = nn.Parameter(torch.zeros(()))
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            cfg["n_heads"],
-            cfg["ff_dim"],
-            cfg["dropout"],
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.seq_encoder = nn.TransformerEncoder(
-            layer, cfg["n_attn_layers"], norm=nn.LayerNorm(dim), enable_nested_tensor=False
+        self.seq_encoder = CausalTransformer(
+            dim, cfg["n_heads"], cfg["ff_dim"], cfg["dropout"], cfg["n_attn_layers"]
         )
         self.input_dropout = nn.Dropout(cfg["dropout"])
         self._cache: dict[str, Tensor] | None = None
@@ -224,8 +216,7 @@ class STHeteroRec(Recommender):
         if self.use_distance:
             x = x + self.dist_proj(self.dist_enc(self._pair_km(prev_items, items)))
         x = self.input_dropout(x * mask.unsqueeze(-1))
-        causal = nn.Transformer.generate_square_subsequent_mask(n, device=x.device, dtype=x.dtype)
-        out = self.seq_encoder(x, mask=causal, is_causal=True)
+        out = self.seq_encoder(x)
         rows = torch.arange(len(queries), device=x.device)
         seq = out[rows, (length - 1).clamp(min=0)]
         seq = torch.where((length > 0).unsqueeze(1), seq, self.empty.expand_as(seq))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from tgraph.data.split import Split
 from tgraph.models.registry import register
 from tgraph.models.sequence import SequenceRecommender
+from tgraph.nn.causal_transformer import CausalTransformer
 
 
 @register("sasrec")
@@ -39,17 +40,8 @@ class SASRec(SequenceRecommender):
         dim = cfg["embedding_dim"]
         self.pos_emb = nn.Embedding(self.history_len, dim)
         nn.init.normal_(self.pos_emb.weight, std=cfg["init_std"])
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            cfg["n_heads"],
-            cfg["ff_dim"],
-            cfg["dropout"],
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(
-            layer, cfg["n_layers"], norm=nn.LayerNorm(dim), enable_nested_tensor=False
+        self.encoder = CausalTransformer(
+            dim, cfg["n_heads"], cfg["ff_dim"], cfg["dropout"], cfg["n_layers"]
         )
 
     def sequence_output(self, hist_items: Tensor) -> Tensor:
@@ -58,7 +50,4 @@ class SASRec(SequenceRecommender):
             raise ValueError(f"history of length {length} exceeds max_len={self.history_len}")
         positions = torch.arange(length, device=hist_items.device)
         x = self.emb_dropout(self.item_emb(hist_items) + self.pos_emb(positions))
-        causal = nn.Transformer.generate_square_subsequent_mask(
-            length, device=hist_items.device, dtype=x.dtype
-        )
-        return self.encoder(x, mask=causal, is_causal=True)
+        return self.encoder(x)

@@ -1,11 +1,13 @@
 """Message-passing layers (DGL)."""
 
+from tgraph.nn.causal_transformer import CausalTransformer
 from tgraph.nn.encodings import DistanceEncoding, TimeEncoding, haversine_km
 from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
 from tgraph.nn.relation_conv import RelationConv
 from tgraph.nn.temporal_attention import TemporalAttentionConv
 
 __all__ = [
+    "CausalTransformer",
     "DistanceEncoding",
     "LightGCNConv",
     "RelationConv",
