@@ -4,9 +4,12 @@
 
 Prints: one LightGCN propagation layer (DGL ``update_all(copy_u, sum)`` with the symmetric
 norm folded into node scaling) against the floor, a bare torch CSR sparse-dense product of the
-same normalised adjacency; time per training epoch at batch 2048 (BPR, one negative); and the
-full-ranking evaluation of all test users. ``--epoch-batches N`` times N batches and
-extrapolates to the epoch (say so when you quote it); 0 runs the whole epoch.
+same normalised adjacency; the fused 3-layer mean used in training (three SpMMs) against three
+floors; time per training epoch at batch 2048 (BPR, one negative); and the full-ranking
+evaluation of all test users. On a shared machine the epoch and evaluation times vary with the
+load: compare runs by their ratios, taken in one process, and quote medians of several runs.
+``--epoch-batches N`` times N batches and extrapolates to the epoch (say so when you quote
+it); 0 runs the whole epoch.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 from tgraph.data import data_root, protocols
 from tgraph.eval.evaluator import Evaluator
 from tgraph.models.lightgcn import LightGCN
+from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
 from tgraph.train.seed import seed_everything
 from tgraph.train.trainer import Trainer
 
@@ -49,7 +53,9 @@ def main() -> None:
     print(f"graph: {graph.num_nodes():,} nodes, {graph.num_edges():,} edges; dim 64")
 
     with torch.no_grad():
-        layer = best_of(lambda: model.conv(graph, feat), args.repeats)
+        conv = LightGCNConv()
+        layer = best_of(lambda: conv(graph, feat), args.repeats)
+        mean = best_of(lambda: lightgcn_propagate(graph, feat, 3), args.repeats)
         src, dst = graph.edges()
         norm = (graph.out_degrees(src).clamp(min=1) * graph.in_degrees(dst).clamp(min=1)).pow(-0.5)
         adjacency = torch.sparse_coo_tensor(
@@ -59,6 +65,8 @@ def main() -> None:
     print(f"one propagation layer (DGL copy_u+sum, node-scaled norm): {layer * 1e3:8.1f} ms")
     print(f"torch CSR sparse x dense, same matrix (the floor):        {floor * 1e3:8.1f} ms")
     print(f"ratio layer / floor:                                      {layer / floor:8.2f}")
+    print(f"fused 3-layer mean (forward, 3 SpMM):                     {mean * 1e3:8.1f} ms")
+    print(f"ratio 3-layer mean / (3 x floor):                         {mean / (3 * floor):8.2f}")
 
     trainer = Trainer(model, split, {"batch_size": 2048, "lr": 1e-3, "progress": True, "epochs": 1})
     n_batches = -(-len(split.train) // 2048)
@@ -68,6 +76,8 @@ def main() -> None:
     epoch = (time.perf_counter() - start) * n_batches / done
     note = "" if done == n_batches else f" (extrapolated from {done} of {n_batches} batches)"
     print(f"training epoch, batch 2048, {n_batches} batches: {epoch:8.1f} s{note}")
+    step = epoch / n_batches
+    print(f"one training step / floor:                                {step / floor:8.1f}")
 
     start = time.perf_counter()
     result = Evaluator(split, "test", ("recall@20", "ndcg@20"), batch_size=1024).evaluate(model)

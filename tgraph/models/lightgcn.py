@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
@@ -11,7 +12,7 @@ from tgraph.graph.bipartite import bipartite_graph
 from tgraph.models.base import Batch, EmbeddingRecommender, Queries
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.registry import register
-from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
+from tgraph.nn.lightgcn_conv import LightGCNPropagation, lightgcn_propagate, symmetric_norm
 
 
 @register("lightgcn")
@@ -21,8 +22,9 @@ class LightGCN(EmbeddingRecommender):
 
     Config: ``embedding_dim`` (64), ``n_layers`` (3), ``reg_weight`` (1e-4, L2 on the
     layer-0 embeddings of the batch, divided by ``2 B`` as in the official code),
-    ``init_std`` (0.1). Training propagates once per batch; in eval mode the propagated
-    embeddings are cached until the next call to ``train()`` / ``eval()``.
+    ``init_std`` (0.1). Training propagates once per batch (forward and backward are fused
+    sparse products, see :meth:`calculate_loss`); in eval mode the propagated embeddings are
+    cached until the next call to ``train()`` / ``eval()``.
     """
 
     input_type = "pairwise"
@@ -31,9 +33,9 @@ class LightGCN(EmbeddingRecommender):
     def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
         super().__init__(split, config)
         self.register_graph("graph", bipartite_graph(split.train))
+        symmetric_norm(self.graph)  # cached on the graph once: degrees never change
         self.embedding = nn.Embedding(self.n_users + self.n_items, self.config["embedding_dim"])
         nn.init.normal_(self.embedding.weight, std=self.config["init_std"])
-        self.conv = LightGCNConv()
         self._cache: Tensor | None = None
 
     def train(self, mode: bool = True) -> LightGCN:
@@ -44,8 +46,7 @@ class LightGCN(EmbeddingRecommender):
         """Final embeddings of all ``n_users + n_items`` nodes."""
         if not self.training and self._cache is not None:
             return self._cache
-        layers = self.config["n_layers"]
-        out = lightgcn_propagate(self.graph, self.embedding.weight, layers, self.conv)
+        out = lightgcn_propagate(self.graph, self.embedding.weight, self.config["n_layers"])
         if not self.training:
             self._cache = out
         return out
@@ -54,12 +55,32 @@ class LightGCN(EmbeddingRecommender):
         out = self.propagate()
         return out[queries.user], out[self.n_users :]
 
-    def regularization(self, batch: Batch) -> Tensor:
-        ego = self.embedding.weight
-        neg = None if batch.neg_item is None else ego[batch.neg_item + self.n_users]
-        return l2_rows(
-            self.config["reg_weight"],
-            ego[batch.queries.user],
-            ego[batch.pos_item + self.n_users],
-            neg,
+    def calculate_loss(self, batch: Batch) -> Tensor:
+        """``config["loss"]`` on the scores of the batch plus the L2 term on the layer-0 rows of
+        its users, positives and negatives. Only the rows the batch uses are gathered, and the
+        gradient flows back through one fused
+        :class:`~tgraph.nn.lightgcn_conv.LightGCNPropagation`."""
+        from tgraph.train.losses import loss_from_scores  # tgraph.train imports the models
+
+        name, users = self.config["loss"], batch.queries.user
+        pos, neg, shift = batch.pos_item, batch.neg_item, self.n_users
+        if name == "ce":
+            items = torch.arange(self.n_items, device=users.device)
+        elif neg is None:
+            raise ValueError(f"loss {name!r} needs sampled negatives (neg_item)")
+        else:
+            items = torch.cat([pos.unsqueeze(1), neg], dim=1)
+        n = len(users)
+        rows = torch.cat([users, items.flatten() + shift])
+        ego_rows = [users, pos + shift] + ([] if neg is None else [neg.flatten() + shift])
+        final, ego = LightGCNPropagation.apply(
+            self.embedding.weight, self.graph, self.config["n_layers"], rows, torch.cat(ego_rows)
         )
+        query_emb, item_emb = final[:n], final[n:]
+        if name == "ce":
+            scores = query_emb @ item_emb.T
+        else:
+            scores = torch.einsum("bd,bkd->bk", query_emb, item_emb.view(n, items.shape[1], -1))
+        ego_neg = None if neg is None else ego[2 * n :]
+        reg = l2_rows(self.config["reg_weight"], ego[:n], ego[n : 2 * n], ego_neg)
+        return loss_from_scores(name, scores, pos) + reg
