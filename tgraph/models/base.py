@@ -27,6 +27,7 @@ sequence models can use ``nn.Embedding(n_items + 1, d, padding_idx=n_items)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Literal
 
@@ -159,6 +160,7 @@ class Recommender(nn.Module):
         self.n_items = split.n_items
         self.history_len = 0
         self._graphs: dict[str, dgl.DGLGraph] = {}
+        self._eval_cache: Any = None
 
     # ------------------------------------------------------------------ graphs and devices
     def register_graph(self, name: str, graph: dgl.DGLGraph) -> None:
@@ -174,7 +176,29 @@ class Recommender(nn.Module):
             return tensor.device
         return torch.device("cpu")
 
+    # ------------------------------------------------------------------ eval-mode cache
+    def eval_cached(self, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept in eval mode until the mode, the weights or the device change.
+
+        For work that does not depend on the queries, such as a full-graph propagation: the
+        evaluator then propagates once per ranking instead of once per batch of queries.
+        """
+        if self.training:
+            return compute()
+        if self._eval_cache is None:
+            self._eval_cache = compute()
+        return self._eval_cache
+
+    def train(self, mode: bool = True) -> Recommender:
+        self._eval_cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self._eval_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
     def to(self, *args: Any, **kwargs: Any) -> Recommender:
+        self._eval_cache = None
         super().to(*args, **kwargs)
         device = torch._C._nn._parse_to(*args, **kwargs)[0]
         if device is not None:

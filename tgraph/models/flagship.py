@@ -169,21 +169,12 @@ class STHeteroRec(Recommender):
             dim, cfg["n_heads"], cfg["ff_dim"], cfg["dropout"], cfg["n_attn_layers"]
         )
         self.input_dropout = nn.Dropout(cfg["dropout"])
-        self._cache: dict[str, Tensor] | None = None
 
     # ------------------------------------------------------------------ graph
-    def train(self, mode: bool = True) -> STHeteroRec:
-        self._cache = None
-        return super().train(mode)
 
     def propagate(self) -> dict[str, Tensor]:
         """Graph embeddings of every node type (cached in eval mode)."""
-        if not self.training and self._cache is not None:
-            return self._cache
-        out = self.encoder(self.graph)
-        if not self.training:
-            self._cache = out
-        return out
+        return self.eval_cached(lambda: self.encoder(self.graph))
 
     # ------------------------------------------------------------------ sequence
     def _slot(self, t: Tensor) -> Tensor:

@@ -172,20 +172,10 @@ class HeteroGNN(EmbeddingRecommender):
             cfg["dropout"],
             cfg["init_std"],
         )
-        self._cache: dict[str, Tensor] | None = None
-
-    def train(self, mode: bool = True) -> HeteroGNN:
-        self._cache = None
-        return super().train(mode)
 
     def propagate(self) -> dict[str, Tensor]:
         """Final embeddings of every node type."""
-        if not self.training and self._cache is not None:
-            return self._cache
-        out = self.encoder(self.graph)
-        if not self.training:
-            self._cache = out
-        return out
+        return self.eval_cached(lambda: self.encoder(self.graph))
 
     def embed(self, queries: Queries) -> tuple[Tensor, Tensor]:
         out = self.propagate()

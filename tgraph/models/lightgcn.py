@@ -36,20 +36,12 @@ class LightGCN(EmbeddingRecommender):
         symmetric_norm(self.graph)  # cached on the graph once: degrees never change
         self.embedding = nn.Embedding(self.n_users + self.n_items, self.config["embedding_dim"])
         nn.init.normal_(self.embedding.weight, std=self.config["init_std"])
-        self._cache: Tensor | None = None
-
-    def train(self, mode: bool = True) -> LightGCN:
-        self._cache = None
-        return super().train(mode)
 
     def propagate(self) -> Tensor:
         """Final embeddings of all ``n_users + n_items`` nodes."""
-        if not self.training and self._cache is not None:
-            return self._cache
-        out = lightgcn_propagate(self.graph, self.embedding.weight, self.config["n_layers"])
-        if not self.training:
-            self._cache = out
-        return out
+        return self.eval_cached(
+            lambda: lightgcn_propagate(self.graph, self.embedding.weight, self.config["n_layers"])
+        )
 
     def embed(self, queries: Queries) -> tuple[Tensor, Tensor]:
         out = self.propagate()
