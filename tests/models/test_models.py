@@ -187,3 +187,17 @@ def test_device_plumbing_cpu():
     assert model.graph.device.type == "cpu"
     assert model.device.type == "cpu"
     assert models.get("pop")(split).to(torch.device("cpu")).device.type == "cpu"
+
+
+def test_eval_cache_follows_mode_weights_and_device():
+    split = random_split()
+    model = models.get("lightgcn")(split, {"embedding_dim": 8, "n_layers": 2}).eval()
+    queries = Queries(user=torch.arange(4), timestamp=torch.zeros(4, dtype=torch.long))
+    with torch.no_grad():
+        first = model.full_sort_predict(queries)
+        assert model.propagate() is model.propagate()  # cached in eval mode
+        state = {k: v * 2 for k, v in model.state_dict().items()}
+        model.load_state_dict(state)  # new weights, still in eval mode
+        torch.testing.assert_close(model.full_sort_predict(queries), first * 4)
+        model.train()
+        assert model.propagate() is not model.propagate()  # never cached while training
