@@ -42,6 +42,7 @@ def test_synthetic_experiment_writes_run_directories(tmp_path):
             per_query = pd.read_csv(run / "per_query.csv")
             assert config["seed"] == seed and config["model"]["name"] == model
             assert env["versions"]["dgl"] == "2.1.0"
+            assert "test {" in (run / "run.log").read_text()
             # the summary is recomputable from the per-query results
             assert per_query["mrr"].mean() == pytest.approx(metrics["test"]["mrr"])
     # statistical baselines do not depend on the seed; the planted transitions favour Markov

@@ -89,11 +89,14 @@ def run_model(
         }
     )
     run_dir.write_json("environment.json", environment(config.device))
-    start = time.perf_counter()
-    trainer = Trainer(model, split_, train_config)
-    trainer.fit()
-    train_seconds = time.perf_counter() - start
-    result = trainer.evaluate("test", tuple(config.metrics))
+    with run_dir.capture_log():
+        log.info("%s seed %d: training (run directory %s)", entry.run_name, seed, run_dir.path)
+        start = time.perf_counter()
+        trainer = Trainer(model, split_, train_config)
+        trainer.fit()
+        train_seconds = time.perf_counter() - start
+        result = trainer.evaluate("test", tuple(config.metrics))
+        log.info("%s seed %d: test %s", entry.run_name, seed, result.metrics)
     run_dir.write_table("per_query.csv", result.per_query)
     metrics = {
         "model": entry.run_name,
@@ -150,7 +153,6 @@ def run_experiment(config: ExperimentConfig, root: str | Path | None = None) -> 
         for seed in config.seeds:
             run_dir = RunDir(base / entry.run_name / f"seed{seed}")
             rows.append(run_model(split_, entry, seed, config, run_dir))
-            log.info("%s seed %d: %s", entry.run_name, seed, rows[-1]["test"])
     summary = summarise(rows, config.metrics)
     summary.to_csv(base / "summary.csv", index=False)
     (base / "summary.md").write_text(markdown_table(summary, config.metrics) + "\n")

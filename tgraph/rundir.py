@@ -6,6 +6,7 @@ Layout of ``runs/<experiment>/<dataset>/<model>/seed<k>/``::
     environment.json   versions, git commit, device, command line, start time
     metrics.json       final metrics (validation-selected) and the best epoch
     curve.jsonl        per-epoch training loss and validation metrics
+    run.log            the log records of the run (tgraph's loggers, INFO and above)
     per_query.csv      per-query (per-user) test metrics, for significance tests
     checkpoint.pt      model + optimiser state (written by the trainer)
 """
@@ -13,9 +14,12 @@ Layout of ``runs/<experiment>/<dataset>/<model>/seed<k>/``::
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -86,6 +90,23 @@ class RunDir:
 
     def write_table(self, name: str, table: pd.DataFrame) -> None:
         table.to_csv(self.file(name), index=False)
+
+    @contextmanager
+    def capture_log(self, name: str = "run.log") -> Iterator[None]:
+        """Copy tgraph's log records (INFO and above) to ``name`` while the block runs."""
+        handler = logging.FileHandler(self.file(name), mode="w")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+        logger = logging.getLogger("tgraph")
+        previous = logger.level
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(previous)
+            handler.close()
 
 
 def _jsonable(value: Any) -> Any:
