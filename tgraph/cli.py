@@ -1,4 +1,5 @@
-"""The ``tgraph`` command: ``tgraph run``, ``tune``, ``compare``, ``data list|describe|download``.
+"""The ``tgraph`` command: ``tgraph run``, ``tune``, ``compare``, ``analyse``,
+``data list|describe|download``.
 
 Examples::
 
@@ -6,6 +7,9 @@ Examples::
     tgraph tune --config experiments/configs/studies/bprmf_movielens100k.yaml --n-trials 20
     tgraph tune --config STUDY.yaml --storage journal:runs/study.journal --search-only  # x N
     tgraph compare runs/demo
+    tgraph analyse dataset foursquare_nyc --regions 30
+    tgraph analyse dataset synthetic --option n_users=100 --option n_events=6000
+    tgraph analyse run runs/demo/synthetic/bprmf/seed0 --n-boot 2000
     tgraph data list
     tgraph data describe foursquare_nyc
     tgraph data download movielens_100k --root ~/data
@@ -55,6 +59,27 @@ def _compare(args: argparse.Namespace) -> int:
     result = compare(args.runs_dir, args.out, args.metrics, args.baselines)
     print(result["files"]["md"].read_text())
     print("written: " + ", ".join(str(p) for p in [*result["files"].values(), *result["curves"]]))
+    return 0
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tgraph.analysis import report
+
+    if args.target == "dataset":
+        options = report.parse_options(args.option)
+        inter, notes = report.load_dataset(args.name, args.data_root, **options)
+        out = Path(args.out) if args.out else Path("runs") / "analysis" / args.name
+        result = report.dataset_report(
+            inter, out, regions=args.regions, seed=args.seed, notes=notes
+        )
+        print((out / "summary.md").read_text())
+    else:
+        result = report.run_report(
+            args.run_dir, args.out, n_boot=args.n_boot, metrics=args.metrics, root=args.data_root
+        )
+    print(f"written: {len(result['files'])} files in {result['files'][0].parent}")
     return 0
 
 
@@ -147,6 +172,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--baselines", nargs="+", default=None, help="models to test against (default: all)"
     )
     comp.set_defaults(handler=_compare)
+
+    analyse = commands.add_parser(
+        "analyse",
+        help="analyse a dataset, or stratify a finished run's metrics",
+        description="'dataset NAME': temporal, spatial, pattern and preference-drift analyses "
+        "(tables as CSV, figures as PNG, summary.md with the key numbers and every skipped "
+        "analysis and its reason). 'run RUN_DIR': the run's test metrics by hour, weekday, "
+        "region, user activity and novelty with bootstrap confidence intervals.",
+    )
+    targets = analyse.add_subparsers(dest="target", required=True)
+    dataset = targets.add_parser("dataset", help="every analysis of one registry dataset")
+    dataset.add_argument("name", help="dataset name (see 'tgraph data list')")
+    dataset.add_argument("--out", default=None, help="folder (default: runs/analysis/NAME)")
+    dataset.add_argument("--regions", type=int, default=20, help="k-means regions (default 20)")
+    dataset.add_argument("--seed", type=int, default=0, help="seed of regions and null shuffles")
+    dataset.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader option, YAML value (repeatable), e.g. --option part=test",
+    )
+    dataset.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
+    run_target = targets.add_parser("run", help="stratified evaluation of one run directory")
+    run_target.add_argument("run_dir", help="runs/<experiment>/<dataset>/<model>/seed<k>/")
+    run_target.add_argument("--out", default=None, help="folder (default: RUN_DIR/analysis)")
+    run_target.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)"
+    )
+    run_target.add_argument(
+        "--metrics", nargs="+", default=None, help="metrics (default: the run's configured ones)"
+    )
+    run_target.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
+    analyse.set_defaults(handler=_analyse)
 
     data = commands.add_parser("data", help="list, describe or download datasets")
     data.add_argument("action", choices=["list", "describe", "download"])

@@ -84,7 +84,8 @@ class ParamSpec(_Strict):
 
 class PrunerConfig(_Strict):
     type: Literal["median", "hyperband", "none"] = "median"
-    #: median: no pruning before this many trials finished / this many reported epochs
+    #: median: no pruning before ``n_startup_trials`` trials finished, nor at epochs before
+    #: ``n_warmup_steps`` (epochs are steps 1, 2, ...: a trial may be pruned at that epoch)
     n_startup_trials: int = 5
     n_warmup_steps: int = 0
     #: hyperband: resources are epochs
