@@ -21,9 +21,12 @@ TINY = [
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--help"], ["tune", "compare", "run", "data"]),
+        (["--help"], ["tune", "compare", "run", "data", "analyse"]),
         (["tune", "--help"], ["--storage", "journal:FILE", "postgresql://", "--n-trials"]),
         (["compare", "--help"], ["RUNS_DIR", "Wilcoxon", "--baselines"]),
+        (["analyse", "--help"], ["dataset", "run", "bootstrap"]),
+        (["analyse", "dataset", "--help"], ["--regions", "--option", "runs/analysis/NAME"]),
+        (["analyse", "run", "--help"], ["RUN_DIR", "--n-boot"]),
     ],
 )
 def test_help(capsys, argv, expected):
@@ -73,3 +76,15 @@ def test_tune_exports_a_runnable_config(tmp_path, capsys):
     # best.yaml is complete: it runs as it is
     assert main(["run", "--config", str(folder / "best.yaml"), f"output_dir={tmp_path / 'b'}"]) == 0
     assert (tmp_path / "b" / "s" / "synthetic" / "bprmf" / "seed0" / "metrics.json").is_file()
+
+
+def test_analyse_dataset(tmp_path, capsys):
+    out = tmp_path / "a"
+    options = ["n_users=60", "n_pois=80", "n_events=3000", "seed=4"]
+    argv = ["analyse", "dataset", "synthetic", "--out", str(out), "--regions", "5"]
+    assert main([*argv, *(f"--option={o}" for o in options)]) == 0
+    printed = capsys.readouterr().out
+    summary = (out / "summary.md").read_text()
+    assert printed.startswith(summary) and "3,000 events" in summary
+    assert "(5 k-means regions, seed 0)" in summary
+    assert len(pd.read_csv(out / "region_clusters.csv")) == 5

@@ -110,7 +110,9 @@ def test_real_data_study_prunes_survives_sigkill_and_resumes(tmp_path, root):
     storage = f"sqlite:///{study_def.folder.resolve() / 'study.db'}"
 
     def finished():
-        if not (study_def.folder / "study.db").exists():
+        # read the storage only once the worker has created it (trial 0's folder exists):
+        # two processes creating the SQLite schema at once fail with "table already exists"
+        if not (study_def.folder / "trials" / "0000").exists():
             return {}
         return {t.number: (t.state, t.value) for t in _trials(study_def.name, storage)
                 if t.state in (State.COMPLETE, State.PRUNED)}  # fmt: skip

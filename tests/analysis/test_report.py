@@ -75,7 +75,7 @@ def test_parse_options():
 def test_dataset_report_writes_every_file(synthetic_report):
     inter, out, result = synthetic_report
     names = {p.name for p in result["files"]}
-    top_user = int(inter.events["user"].value_counts().index[0])
+    top_user = int(inter.events["user"].value_counts().sort_index().idxmax())
     expected = {f"{t}.csv" for t in TABLES} | {f"{p}.png" for p in PLOTS}
     expected |= {"summary.md", f"preferences_user{top_user}.png"}
     assert names == expected
@@ -85,6 +85,7 @@ def test_dataset_report_writes_every_file(synthetic_report):
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == PNG
     assert list(result["skipped"]) == ["embedding_drift"]  # the only one needing training
+    assert "(see 'regions')" not in (out / "summary.md").read_text()
 
 
 def test_dataset_report_findings(synthetic_report):
@@ -108,7 +109,7 @@ def test_dataset_report_findings(synthetic_report):
     top = moves.sort_values("count", ascending=False, kind="stable").iloc[0].astype(int)
     assert f"{top['antecedent']} -> {top['consequent']}: {top['count']:,} moves" in summary
     assert len(pd.read_csv(out / "region_clusters.csv")) == 8
-    assert "embedding_drift: needs model training" in summary
+    assert "embedding_drift: needs a model trained per snapshot" in summary
 
 
 def test_missing_columns_are_skipped_with_reasons(tmp_path):
@@ -135,7 +136,8 @@ def test_missing_columns_are_skipped_with_reasons(tmp_path):
     ):
         assert name in skipped, name
     assert "no coordinates" in skipped["checkin_density"]
-    assert "category" in skipped["category_rules"]
+    assert skipped["category_rules"] == "no 'category' column in the events or items"
+    assert skipped["home_work"] == "needs regions (see 'regions')"
     summary = (tmp_path / "summary.md").read_text()
     for name, reason in skipped.items():
         assert f"- {name}: {reason}" in summary

@@ -95,10 +95,12 @@ class _Report:
         try:
             return compute()
         except DataError as err:
-            reason = str(err).splitlines()[0]
-            logger.warning("analysis %s skipped: %s", name, reason)
-            self.skipped[name] = reason
+            self.skip(name, str(err).splitlines()[0])
             return None
+
+    def skip(self, name: str, reason: str) -> None:
+        logger.warning("analysis %s skipped: %s", name, reason)
+        self.skipped[name] = reason
 
     def table(self, name: str, frame: pd.DataFrame) -> pd.DataFrame:
         path = self.out / f"{name}.csv"
@@ -108,6 +110,10 @@ class _Report:
 
     def plot(self, name: str, draw: Callable[[Path], Path]) -> None:
         self.files.append(draw(self.out / f"{name}.png"))
+
+
+def _has(inter: Interactions, column: str) -> bool:
+    return inter.has(column) or column in inter.items.columns
 
 
 def _temporal(rep: _Report, inter: Interactions) -> None:
@@ -136,7 +142,7 @@ def _temporal(rep: _Report, inter: Interactions) -> None:
         rep.plot("inter_event_times", lambda p: temporal.plot_inter_event_times(gaps, p))
         rep.findings["median_gap_h"] = float(gaps["gap_s"].median()) / 3600
     elif gaps is not None:
-        rep.skipped["inter_event_times"] = "no user has two events"
+        rep.skip("inter_event_times", "no user has two events")
     trend = rep.step("activity_trend", lambda: temporal.activity_trend(inter))
     if trend is not None:
         rep.table("activity_trend", trend)
@@ -181,9 +187,9 @@ def _spatial(rep: _Report, inter: Interactions, located: Interactions | None) ->
         rep.plot("next_checkin_distance", lambda p: spatial.plot_next_checkin_distance(jumps, p))
         rep.findings["median_jump_km"] = (float(jumps["distance_km"].median()), len(jumps))
     elif jumps is not None:
-        rep.skipped["next_checkin_distance"] = "no consecutive check-ins within 24 h"
+        rep.skip("next_checkin_distance", "no consecutive check-ins within 24 h")
     if located is None:
-        rep.skipped["home_work"] = "needs regions (see 'regions')"
+        rep.skip("home_work", "needs regions (see 'regions')")
         return
     homes = rep.step("home_work", lambda: spatial.home_work(located))
     if homes is not None:
@@ -194,14 +200,14 @@ def _spatial(rep: _Report, inter: Interactions, located: Interactions | None) ->
 def _patterns(rep: _Report, inter: Interactions, located: Interactions | None) -> None:
     if located is None:
         for name in ("transitions", "association_rules", "transition_graph"):
-            rep.skipped[name] = "needs regions (see 'regions')"
+            rep.skip(name, "needs regions (see 'regions')")
     else:
         moves = rep.step("transitions", lambda: patterns.transitions(located))
         if moves is not None and len(moves):
             rep.table("transitions", moves)
             rep.plot("transitions", lambda p: patterns.plot_transitions(moves, p))
         elif moves is not None:
-            rep.skipped["transitions"] = "no move between regions within 24 h"
+            rep.skip("transitions", "no move between regions within 24 h")
         rules = rep.step("association_rules", lambda: patterns.association_rules(located))
         if rules is not None:
             rep.table("association_rules", rules)
@@ -219,6 +225,9 @@ def _patterns(rep: _Report, inter: Interactions, located: Interactions | None) -
                 return patterns.plot_transition_graph(built, path)
 
             rep.step("transition_graph", lambda: rep.plot("transition_graph", graph))
+    if not _has(inter, "category"):
+        rep.skip("category_rules", "no 'category' column in the events or items")
+        return
     rules = rep.step("category_rules", lambda: patterns.association_rules(inter, "category"))
     if rules is not None:
         rep.table("category_rules", rules)
@@ -226,16 +235,21 @@ def _patterns(rep: _Report, inter: Interactions, located: Interactions | None) -
 
 
 def _evolution(rep: _Report, inter: Interactions, located: Interactions | None, seed: int) -> None:
-    key = "category" if inter.has("category") or "category" in inter.items.columns else "region"
+    rep.skip(
+        "embedding_drift",
+        "needs a model trained per snapshot; run evolution.snapshot_embeddings and "
+        "evolution.snapshot_drift (see their docstrings)",
+    )
+    key = "category" if _has(inter, "category") else "region"
     data = inter if key == "category" else located
     if data is None:
-        rep.skipped["preference_drift"] = "needs item categories or regions"
+        rep.skip("preference_drift", "needs item categories or regions")
         return
     rep.findings["drift_key"] = key
     drift = rep.step("preference_drift", lambda: evolution.preference_drift(data, key))
     if drift is None or drift.empty:
         if drift is not None:
-            rep.skipped["preference_drift"] = "no user has >= 5 events in two windows"
+            rep.skip("preference_drift", "no user has >= 5 events in two windows")
         return
     null = evolution.null_drift(data, key, seed=seed)
     summary = evolution.drift_summary(drift, null)
@@ -244,16 +258,12 @@ def _evolution(rep: _Report, inter: Interactions, located: Interactions | None, 
     rep.plot("drift_distribution", lambda p: evolution.plot_drift_distribution(drift, p, null))
     table = evolution.preference_table(data, key)
     rep.table("preference_table", table)
-    top_user = int(inter.events["user"].value_counts().index[0])
+    top_user = int(table.groupby("user")["count"].sum().idxmax())  # most events with a value
     rep.plot(
         f"preferences_user{top_user}",
         lambda p: evolution.plot_user_preferences(table, top_user, p),
     )
     rep.findings["drift"] = summary
-    rep.skipped["embedding_drift"] = (
-        "needs model training per snapshot; run evolution.snapshot_embeddings and "
-        "evolution.snapshot_drift (see its docstring)"
-    )
 
 
 _KINDS = {"consecutive": "consecutive", "first_last": "first vs last"}
@@ -265,7 +275,7 @@ def _summary_md(rep: _Report, inter: Interactions, k: int, seed: int, notes: Seq
         f"# Analysis of {s['name']}",
         "",
         f"{s['events']:,} events, {s['users']:,} users, {s['items']:,} items, "
-        f"{s['start']} .. {s['end']} (local time where the data has a tz_offset).",
+        f"time span {s['start']} .. {s['end']}.",
         *(f"Note: {n}." for n in notes),
         "",
         "## Key findings",
