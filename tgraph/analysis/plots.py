@@ -70,3 +70,18 @@ def save_png(fig: Figure, path: str | Path) -> Path:
     if path.stat().st_size == 0:
         raise OSError(f"matplotlib wrote an empty file: {path}")
     return path
+
+
+def mark_x(ax: Axes, x: float, label: str) -> None:
+    """A dashed grey reference line at ``x`` with ``label`` above the axes."""
+    ax.axvline(x, color="grey", ls="--", lw=0.8, zorder=0)
+    ax.text(
+        x,
+        1,
+        label,
+        transform=ax.get_xaxis_transform(),
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        color="grey",
+    )

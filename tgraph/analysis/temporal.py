@@ -25,7 +25,7 @@ from scipy import fft as sp_fft
 from scipy import signal
 from tqdm.auto import tqdm
 
-from tgraph.analysis.plots import new_figure, save_png
+from tgraph.analysis.plots import mark_x, new_figure, save_png
 from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import time_features
@@ -331,17 +331,7 @@ def plot_power_spectrum(
                 fontsize=8,
             )
     for period, name in ((24, "day"), (168, "week")):
-        ax.axvline(period, color="grey", ls="--", lw=0.8, zorder=0)
-        ax.text(
-            period,
-            1,
-            name,
-            transform=ax.get_xaxis_transform(),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-            color="grey",
-        )
+        mark_x(ax, period, name)
     ax.set_xlabel("period (hours)")
     ax.set_ylabel("normalised power")
     ax.set_title(title or "Power spectrum of hourly activity", pad=14)
@@ -441,17 +431,7 @@ def plot_inter_event_times(
         label=f"{len(data):,} gaps ({int(hist['count'].iloc[0]):,} under 1 min not shown)",
     )
     for seconds, name in _GAP_MARKS:
-        ax.axvline(seconds / 3600, color="grey", ls="--", lw=0.8, zorder=0)
-        ax.text(
-            seconds / 3600,
-            1,
-            name,
-            transform=ax.get_xaxis_transform(),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-            color="grey",
-        )
+        mark_x(ax, seconds / 3600, name)
     ax.set_xlabel("time to the user's next event (hours)")
     ax.set_ylabel("probability density (1 / hour)")
     ax.set_title(title or "Inter-event time distribution", pad=14)
