@@ -1,7 +1,18 @@
 """Models: the :class:`Recommender` contract, the registry and the baselines."""
 
 # importing the model modules registers them
-from tgraph.models import bprmf, flagship, gru4rec, hetero_gnn, lightgcn, markov, popular, sasrec  # noqa: F401  # noqa: F401
+from tgraph.models import (  # noqa: F401
+    bprmf,
+    flagship,
+    gru4rec,
+    hetero_gnn,
+    lightgcn,
+    markov,
+    ngcf,
+    popular,
+    sasrec,
+    tgat,
+)
 from tgraph.models.base import Batch, EmbeddingRecommender, Queries, Recommender, build_queries
 from tgraph.models.registry import get, list_models, register
 

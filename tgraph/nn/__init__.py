@@ -3,6 +3,7 @@
 from tgraph.nn.causal_transformer import CausalTransformer
 from tgraph.nn.encodings import DistanceEncoding, TimeEncoding, haversine_km
 from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
+from tgraph.nn.ngcf_conv import NGCFConv
 from tgraph.nn.relation_conv import RelationConv
 from tgraph.nn.temporal_attention import TemporalAttentionConv
 
@@ -10,6 +11,7 @@ __all__ = [
     "CausalTransformer",
     "DistanceEncoding",
     "LightGCNConv",
+    "NGCFConv",
     "RelationConv",
     "TemporalAttentionConv",
     "TimeEncoding",

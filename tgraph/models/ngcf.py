@@ -1,0 +1,86 @@
+"""NGCF (Wang et al., SIGIR 2019) on the user-item graph of the training events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tgraph.data.split import Split
+from tgraph.graph.bipartite import bipartite_graph
+from tgraph.models.base import Batch, EmbeddingRecommender, Queries
+from tgraph.models.bprmf import l2_rows
+from tgraph.models.registry import register
+from tgraph.nn.lightgcn_conv import symmetric_norm
+from tgraph.nn.ngcf_conv import NGCFConv
+
+
+@register("ngcf")
+class NGCF(EmbeddingRecommender):
+    r"""``score(u, i) = <e_u, e_i>`` with
+    :math:`e = E^{(0)} \,\Vert\, \bar E^{(1)} \Vert \dots \Vert\, \bar E^{(K)}`, where
+    :math:`E^{(k)} =` :class:`~tgraph.nn.NGCFConv` :math:`(E^{(k-1)})` and
+    :math:`\bar E^{(k)}` is :math:`E^{(k)}` with every row L2-normalised (as in the official
+    code; the next layer takes the unnormalised :math:`E^{(k)}`).
+
+    Config: ``embedding_dim`` (64, size of :math:`E^{(0)}`), ``hidden_dim`` (64, output size of
+    every layer), ``n_layers`` (3), ``mess_dropout`` (0.1, message dropout after each layer),
+    ``negative_slope`` (0.2, LeakyReLU), ``reg_weight`` (1e-5, L2 on the layer-0 embeddings
+    of the batch's users, positives and negatives, divided by ``2 B`` as in the official
+    code). Embeddings are Xavier-uniform initialised. The final size is
+    ``embedding_dim + n_layers * hidden_dim``. Training propagates the whole graph once per
+    batch; in eval mode the propagated embeddings are cached until the next call to
+    ``train()`` / ``eval()``. Not implemented: the official code's node dropout (off by
+    default there).
+    """
+
+    input_type = "pairwise"
+    defaults = {
+        "embedding_dim": 64,
+        "hidden_dim": 64,
+        "n_layers": 3,
+        "mess_dropout": 0.1,
+        "negative_slope": 0.2,
+        "reg_weight": 1e-5,
+    }
+
+    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+        super().__init__(split, config)
+        self.register_graph("graph", bipartite_graph(split.train))
+        symmetric_norm(self.graph)  # cached on the graph once: degrees never change
+        config = self.config
+        self.embedding = nn.Embedding(self.n_users + self.n_items, config["embedding_dim"])
+        nn.init.xavier_uniform_(self.embedding.weight)
+        dims = [config["embedding_dim"]] + [config["hidden_dim"]] * config["n_layers"]
+        self.layers = nn.ModuleList(
+            NGCFConv(d_in, d_out, config["mess_dropout"], config["negative_slope"])
+            for d_in, d_out in zip(dims[:-1], dims[1:])
+        )
+
+    def propagate(self) -> Tensor:
+        """Final embeddings of all ``n_users + n_items`` nodes,
+        ``[N, embedding_dim + n_layers * hidden_dim]``."""
+        return self.eval_cached(self._propagate)
+
+    def _propagate(self) -> Tensor:
+        h = self.embedding.weight
+        outputs = [h]
+        for layer in self.layers:
+            h = layer(self.graph, h)
+            outputs.append(F.normalize(h, dim=1))
+        return torch.cat(outputs, dim=1)
+
+    def embed(self, queries: Queries) -> tuple[Tensor, Tensor]:
+        out = self.propagate()
+        return out[queries.user], out[self.n_users :]
+
+    def regularization(self, batch: Batch) -> Tensor:
+        emb, shift = self.embedding, self.n_users
+        return l2_rows(
+            self.config["reg_weight"],
+            emb(batch.queries.user),
+            emb(batch.pos_item + shift),
+            None if batch.neg_item is None else emb(batch.neg_item + shift),
+        )
