@@ -84,3 +84,30 @@ def random_split(n_users: int = 60, n_items: int = 30, per_user: int = 10, seed:
         mask_history=True,
         protocol="random",
     )
+
+
+def synthetic_acc10(name: str, config: dict) -> tuple[float, float]:
+    """Test Acc@10 of model ``name`` and of MostPopular after 8 epochs on small synthetic
+    check-ins (next-POI protocol)."""
+    from tgraph.data.protocols import next_poi_chronological
+    from tgraph.data.synthetic import generate
+    from tgraph.models import get
+    from tgraph.train.seed import seed_everything
+    from tgraph.train.trainer import Trainer
+
+    split = next_poi_chronological(generate(n_users=100, n_pois=200, n_events=6000, days=60))
+    options = {
+        "epochs": 8,
+        "batch_size": 256,
+        "lr": 3e-3,
+        "metrics": ("acc@10",),
+        "valid_metric": "acc@10",
+        "progress": False,
+    }
+    results = []
+    for model_name, model_config in ((name, config), ("pop", {})):
+        seed_everything(0)
+        trainer = Trainer(get(model_name)(split, model_config), split, options)
+        trainer.fit()
+        results.append(trainer.evaluate("test").metrics["acc@10"])
+    return results[0], results[1]

@@ -1,14 +1,12 @@
 import pytest
 import torch
 
-from tests.models.helpers import random_split, tiny_split
-from tgraph.data.protocols import next_poi_chronological
-from tgraph.data.synthetic import generate
+from tests.models.helpers import random_split, synthetic_acc10, tiny_split
 from tgraph.models import get
 from tgraph.models.base import Batch, Queries, target_queries
 from tgraph.models.gru4rec import GRU4Rec
 from tgraph.models.sasrec import SASRec
-from tgraph.train import Trainer, seed_everything
+from tgraph.train import seed_everything
 
 MODELS = ["sasrec", "gru4rec"]
 SMALL = {"max_len": 8, "embedding_dim": 16, "dropout": 0.3}
@@ -133,22 +131,5 @@ def test_sasrec_rejects_history_longer_than_max_len():
 
 
 def test_sasrec_beats_most_popular_on_synthetic_checkins():
-    inter = generate(n_users=100, n_pois=200, n_events=6000, days=60, seed=0)
-    split = next_poi_chronological(inter)
-    config = {
-        "epochs": 8,
-        "batch_size": 256,
-        "lr": 3e-3,
-        "metrics": ("acc@10",),
-        "valid_metric": "acc@10",
-        "progress": False,
-    }
-    pop = Trainer(get("pop")(split), split, config)
-    pop.fit()
-    pop_acc = pop.evaluate("test").metrics["acc@10"]
-    seed_everything(0)
-    model = get("sasrec")(split, {"max_len": 20, "embedding_dim": 32})
-    trainer = Trainer(model, split, config)
-    trainer.fit()
-    acc = trainer.evaluate("test").metrics["acc@10"]
+    acc, pop_acc = synthetic_acc10("sasrec", {"max_len": 20, "embedding_dim": 32})
     assert acc > pop_acc + 0.1, (acc, pop_acc)

@@ -3,13 +3,11 @@ import math
 import pytest
 import torch
 
-from tests.models.helpers import random_split, tiny_split
-from tgraph.data.protocols import next_poi_chronological
-from tgraph.data.synthetic import generate
+from tests.models.helpers import random_split, synthetic_acc10, tiny_split
 from tgraph.models import get
 from tgraph.models.base import Batch, Queries, target_queries
 from tgraph.models.tgat import TGAT
-from tgraph.train import Trainer, seed_everything
+from tgraph.train import seed_everything
 
 SMALL = {"max_len": 8, "embedding_dim": 16, "time_dim": 8, "dropout": 0.3}
 PAD = 30  # random_split() has 30 items
@@ -142,22 +140,5 @@ def test_device_plumbing_on_cpu():
 
 
 def test_tgat_beats_most_popular_on_synthetic_checkins():
-    inter = generate(n_users=100, n_pois=200, n_events=6000, days=60, seed=0)
-    split = next_poi_chronological(inter)
-    config = {
-        "epochs": 8,
-        "batch_size": 256,
-        "lr": 3e-3,
-        "metrics": ("acc@10",),
-        "valid_metric": "acc@10",
-        "progress": False,
-    }
-    pop = Trainer(get("pop")(split), split, config)
-    pop.fit()
-    pop_acc = pop.evaluate("test").metrics["acc@10"]
-    seed_everything(0)
-    model = get("tgat")(split, {"max_len": 20, "embedding_dim": 32, "time_dim": 16})
-    trainer = Trainer(model, split, config)
-    trainer.fit()
-    acc = trainer.evaluate("test").metrics["acc@10"]
+    acc, pop_acc = synthetic_acc10("tgat", {"max_len": 20, "embedding_dim": 32, "time_dim": 16})
     assert acc > pop_acc + 0.1, (acc, pop_acc)
