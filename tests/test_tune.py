@@ -194,7 +194,6 @@ def test_postgres_workers_retry_the_trial_of_a_killed_worker(tmp_path, postgres_
     path = _write(tmp_path, config)
     study_def = load_study([path])
     storage = study_def.storage(postgres_url)
-    survivor = _worker(path, "--storage", postgres_url, "--worker", "0")
     victim = _worker(path, "--storage", postgres_url, "--worker", "1")
 
     def victim_trial():
@@ -206,7 +205,11 @@ def test_postgres_workers_retry_the_trial_of_a_killed_worker(tmp_path, postgres_
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed = victim_trial()[0]
-    _finish(survivor)
+    # the second worker starts once the victim's heartbeat is stale, so that it must find and
+    # retry the dead trial (a worker that started earlier could finish the whole budget within
+    # the grace period and never look at it)
+    time.sleep(config["study"]["grace_period"] + 2 * config["study"]["heartbeat_interval"])
+    _finish(_worker(path, "--storage", postgres_url, "--worker", "0"))
 
     study = optuna.load_study(study_name=study_def.name, storage=storage)
     trials = study.get_trials()
