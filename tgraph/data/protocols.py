@@ -168,7 +168,6 @@ def getnext_nyc(root: Path) -> Split:
         stan_rows_after_train_not_in_getnext=int((~train_mask).sum()),
     )
     splits: dict[str, Interactions] = {}
-    targets: dict[str, pd.DataFrame] = {}
     for name, inter in parts.items():
         part = "valid" if name == "val" else "test"
         ev = inter.events
@@ -203,22 +202,38 @@ def getnext_nyc(root: Path) -> Split:
             }
         )
         splits[part] = stan.with_events(frame, name=f"foursquare_nyc_{part}")
-        found, report[f"{part}_targets"] = last_of_trajectory(splits[part].events)
-        targets[part], report[f"{part}_unseen"] = drop_unseen(found, train)
     report["pois_unseen_in_train"] = int(stan.n_items - train.events["item"].nunique())
-    logger.info("getnext_nyc: %s", {k: v for k, v in report.items() if "mapping" not in k})
+    return _next_poi_split("getnext_nyc", train, splits["valid"], splits["test"], report, 60)
+
+
+def _next_poi_split(
+    protocol: str,
+    train: Interactions,
+    valid: Interactions,
+    test: Interactions,
+    report: dict[str, Any],
+    time_resolution: int,
+) -> Split:
+    """The next-POI split of chronological parts: the last check-in of each validation/test
+    trajectory is a target, targets with a user or POI unseen in ``train`` are dropped (counts
+    in ``report``), and the leakage checks run before it is returned."""
+    targets = {}
+    for name, part in (("valid", valid), ("test", test)):
+        found, report[f"{name}_targets"] = last_of_trajectory(part.events)
+        targets[name], report[f"{name}_unseen"] = drop_unseen(found, train)
+    logger.info("%s: %s", protocol, {k: v for k, v in report.items() if "mapping" not in k})
     split = Split(
         train=train,
-        valid=splits["valid"],
-        test=splits["test"],
+        valid=valid,
+        test=test,
         valid_targets=targets["valid"],
         test_targets=targets["test"],
         mask_history=False,
-        protocol="getnext_nyc",
+        protocol=protocol,
         report=report,
         time_order="global",
         require_seen=True,
-        time_resolution=60,
+        time_resolution=time_resolution,
     )
     split.report["leakage_checks"] = split.check_no_leakage()
     return split
@@ -269,26 +284,14 @@ def next_poi_chronological(
             )
         parts[name] = inter.with_events(labelled[mask], name=f"{inter.name}_{name}")
         report[f"{name}_events"] = int(mask.sum())
-    targets = {}
-    for name in ("valid", "test"):
-        found, report[f"{name}_targets"] = last_of_trajectory(parts[name].events)
-        targets[name], report[f"{name}_unseen"] = drop_unseen(found, parts["train"])
-    logger.info("next_poi_chronological: %s", report)
-    split = Split(
-        train=parts["train"],
-        valid=parts["valid"],
-        test=parts["test"],
-        valid_targets=targets["valid"],
-        test_targets=targets["test"],
-        mask_history=False,
-        protocol="next_poi_chronological",
-        report=report,
-        time_order="global",
-        require_seen=True,
-        time_resolution=int(inter.meta.get("time_resolution_s", 1)),
+    return _next_poi_split(
+        "next_poi_chronological",
+        parts["train"],
+        parts["valid"],
+        parts["test"],
+        report,
+        int(inter.meta.get("time_resolution_s", 1)),
     )
-    split.report["leakage_checks"] = split.check_no_leakage()
-    return split
 
 
 # ------------------------------------------------------------------------------ LightGCN
