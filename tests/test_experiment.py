@@ -52,6 +52,20 @@ def test_synthetic_experiment_writes_run_directories(tmp_path):
     assert (base / "summary.md").read_text().startswith("| model |")
 
 
+def test_resume_continues_runs_and_can_add_a_refit(tmp_path):
+    models = "models=[{name: bprmf, train: {epochs: 2}}]"
+    run_experiment(_config(tmp_path, models, "seeds=[0]"))
+    run = tmp_path / "t" / "synthetic" / "bprmf" / "seed0"
+    more = "models=[{name: bprmf, train: {epochs: 3, eval_every: 3, refit: true}}]"
+    run_experiment(_config(tmp_path, more, "seeds=[0]"), resume=True)
+    curve = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in curve] == [1, 2, 3, 4, 5, 6]
+    assert [r.get("refit_epoch") for r in curve] == [None, None, None, 1, 2, 3]
+    assert (run / "refit.pt").exists()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_valid_seconds"] >= sum(r["train_s"] for r in curve)
+
+
 def test_experiment_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="dataset.protocol"):
         run_experiment(_config(tmp_path, "dataset.protocol=nope"))

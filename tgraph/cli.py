@@ -28,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     from tgraph.experiment import markdown_table, run_experiment
 
     config = load_config(args.config, args.overrides)
-    summary = run_experiment(config, args.data_root)
+    summary = run_experiment(config, args.data_root, resume=args.resume)
     print(f"\n{config.experiment} on {config.dataset.name} ({config.dataset.protocol}), test:")
     print(markdown_table(summary, config.metrics))
     print(f"\nrun directories: {config.output_dir}/{config.experiment}/{config.dataset.name}/")
@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", action="append", required=True, help="YAML file (repeatable)")
     run.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue each run from its last.pt (train options may change, e.g. more epochs "
+        "or a refit); a run without one starts afresh",
+    )
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=0.01")
     run.set_defaults(handler=_run)
 

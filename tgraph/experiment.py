@@ -65,9 +65,17 @@ def prepare_split(config: DatasetConfig, root: str | Path | None = None) -> Spli
 
 
 def run_model(
-    split_: Split, entry: ModelEntry, seed: int, config: ExperimentConfig, run_dir: RunDir
+    split_: Split,
+    entry: ModelEntry,
+    seed: int,
+    config: ExperimentConfig,
+    run_dir: RunDir,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train one model with one seed, rank the test part, fill ``run_dir``; return the metrics."""
+    """Train one model with one seed, rank the test part, fill ``run_dir``; return the metrics.
+
+    With ``resume``, training continues from ``run_dir``'s ``last.pt`` when there is one, and
+    ``curve.jsonl`` is appended to."""
     train_options = {**config.train, **entry.train}
     train_options.update(
         seed=seed,
@@ -75,7 +83,7 @@ def run_model(
         checkpoint_dir=str(run_dir.path),
         log_path=str(run_dir.file("curve.jsonl")),
     )
-    if run_dir.file("curve.jsonl").exists():
+    if run_dir.file("curve.jsonl").exists() and not resume:
         run_dir.file("curve.jsonl").unlink()
     train_config = TrainConfig.from_dict(train_options)
     seed_everything(seed)
@@ -93,7 +101,7 @@ def run_model(
         log.info("%s seed %d: training (run directory %s)", entry.run_name, seed, run_dir.path)
         start = time.perf_counter()
         trainer = Trainer(model, split_, train_config)
-        trainer.fit()
+        trainer.fit(resume=resume)
         train_seconds = time.perf_counter() - start
         result = trainer.evaluate("test", tuple(config.metrics))
         log.info("%s seed %d: test %s", entry.run_name, seed, result.metrics)
@@ -104,6 +112,7 @@ def run_model(
         "best_epoch": trainer.best_epoch,
         f"valid_{train_config.valid_metric}": trainer.best_value,
         "train_seconds": train_seconds,
+        "train_valid_seconds": trainer.elapsed_s,  # + refit, over all resumed sessions
         "test": result.metrics,
     }
     run_dir.write_json("metrics.json", metrics)
@@ -138,8 +147,11 @@ def markdown_table(summary: pd.DataFrame, metric_names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def run_experiment(config: ExperimentConfig, root: str | Path | None = None) -> pd.DataFrame:
-    """Run every (model, seed) of ``config``; write run directories and the summary."""
+def run_experiment(
+    config: ExperimentConfig, root: str | Path | None = None, resume: bool = False
+) -> pd.DataFrame:
+    """Run every (model, seed) of ``config``; write run directories and the summary
+    (``resume``: see :func:`run_model`)."""
     if not config.models:
         raise ConfigError("key 'models': the experiment names no model")
     labels = [m.run_name for m in config.models]
@@ -152,7 +164,7 @@ def run_experiment(config: ExperimentConfig, root: str | Path | None = None) -> 
     for entry in config.models:
         for seed in config.seeds:
             run_dir = RunDir(base / entry.run_name / f"seed{seed}")
-            rows.append(run_model(split_, entry, seed, config, run_dir))
+            rows.append(run_model(split_, entry, seed, config, run_dir, resume))
     summary = summarise(rows, config.metrics)
     summary.to_csv(base / "summary.csv", index=False)
     (base / "summary.md").write_text(markdown_table(summary, config.metrics) + "\n")

@@ -79,7 +79,8 @@ def read_curve(path: str | Path) -> list[dict]:
 
 
 def plot_curves(curves: dict[str, str | Path], path: str | Path, metric: str) -> Path | None:
-    """Training loss and ``valid_<metric>`` per epoch, one line per run (``label -> curve``).
+    """Training loss (refit epochs left out) and ``valid_<metric>`` per epoch, one line per run
+    (``label -> curve``).
 
     Returns ``None`` (and writes nothing) when no run has a loss or that metric.
     """
@@ -87,7 +88,7 @@ def plot_curves(curves: dict[str, str | Path], path: str | Path, metric: str) ->
     drawn = False
     for label, file in curves.items():
         records = read_curve(file)
-        with_loss = [r for r in records if "loss" in r]
+        with_loss = [r for r in records if "loss" in r and not r.get("refit")]
         with_metric = [r for r in records if f"valid_{metric}" in r]
         if with_loss:
             loss_ax.plot(

@@ -16,6 +16,7 @@ from tgraph.train import (
     NegativeSampler,
     PopularitySampler,
     SpatialSampler,
+    TrainConfig,
     Trainer,
     bpr_loss,
     full_ce_loss,
@@ -123,6 +124,53 @@ def test_early_stopping_selects_on_validation_and_logs(tmp_path):
     # the best weights are restored
     restored = Evaluator(trainer.split, "valid", ["ndcg@20"]).evaluate(trainer.model)
     assert restored.metrics["ndcg@20"] == pytest.approx(max(values))
+
+
+def test_lr_decays_on_plateau_and_the_decay_is_logged():
+    trainer = _fit(random_split(), "bprmf", 30, patience=6, lr=0.5, lr_decay=0.1, lr_patience=2)
+    lrs, history = [r["lr"] for r in trainer.history], trainer.history
+    improved = [r["best_epoch"] == r["epoch"] for r in history]
+    stale, expected, lr = 0, [], 0.5
+    for better in improved:  # eval_every=1: every epoch is validated
+        stale = 0 if better else stale + 1
+        if stale == 2:
+            stale, lr = 0, lr * 0.1
+        expected.append(lr)
+    assert lrs == pytest.approx(expected) and min(lrs) < 0.5
+
+
+def test_time_budget_stops_training_and_validates_the_last_epoch():
+    trainer = _fit(random_split(), "bprmf", 1000, eval_every=50, time_budget_s=0.0)
+    assert len(trainer.history) == 1 and "valid_ndcg@20" in trainer.history[0]
+    assert trainer.best_epoch == 1
+
+
+def test_refit_retrains_on_train_and_valid_with_the_selected_schedule(tmp_path):
+    split = random_split()
+    options = dict(batch_size=128, lr_decay=0.5, lr_patience=1, checkpoint_dir=str(tmp_path))
+    trainer = _fit(split, "lightgcn", 8, refit=True, **options)
+    selection = [r for r in trainer.history if not r.get("refit")]
+    refits = [r for r in trainer.history if r.get("refit")]
+    best = trainer.best_epoch
+    assert [r["refit_epoch"] for r in refits] == list(range(1, best + 1))
+    assert [r["lr"] for r in refits] == [0.01] + [r["lr"] for r in selection[: best - 1]]
+    assert all("valid_ndcg@20" not in r for r in refits)
+    pairs = len(split.train) + len(split.valid)  # distinct (user, item) pairs here
+    assert trainer.model.graph.num_edges() == 2 * pairs
+    assert len(trainer._samples[1]) == pairs
+    # retrained from the seeded initialisation: the same first loss up to the extra events
+    assert refits[0]["loss"] == pytest.approx(selection[0]["loss"], rel=0.2)
+    assert (tmp_path / "refit.pt").exists()
+
+
+def test_refit_needs_a_model_that_can_observe():
+    with pytest.raises(NotImplementedError, match="train.refit"):
+        _fit(random_split(), "sasrec", 1, refit=True)
+
+
+def test_bad_lr_decay_raises():
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig.from_dict({"lr_decay": 0.0})
 
 
 def test_statistical_models_are_fitted_not_trained():

@@ -8,6 +8,9 @@ Scores are "higher is better" and finite.
 * ``predict(queries, items) -> Tensor``: scores of given items, ``items`` of shape ``[B]``
   or ``[B, k]`` (one row per query); the result has the shape of ``items``.
 * ``full_sort_predict(queries) -> Tensor [B, n_items]``: scores of every item.
+* ``observe(interactions)`` (optional): rebuild what the model derives from the training
+  events (e.g. its graph) from ``interactions``, a superset of them. The trainer's refit
+  (``train.refit``) calls it with the training plus validation events.
 
 Class attributes say what a model needs:
 
@@ -40,6 +43,8 @@ from torch import Tensor, nn
 from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
+from tgraph.graph.bipartite import bipartite_graph
+from tgraph.nn.lightgcn_conv import symmetric_norm
 
 InputType = Literal["pairwise", "pointwise", "sequence"]
 
@@ -217,6 +222,13 @@ class Recommender(nn.Module):
     def full_sort_predict(self, queries: Queries) -> Tensor:
         raise NotImplementedError
 
+    def observe(self, interactions: Interactions) -> None:
+        """Rebuild what the model derives from its training events from ``interactions``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot observe new events, so it cannot be refitted "
+            "(set train.refit to false)"
+        )
+
     def calculate_loss(self, batch: Batch) -> Tensor:
         """Default: ``config['loss']`` on :meth:`predict` / :meth:`full_sort_predict` scores."""
         from tgraph.train.losses import loss_from_scores
@@ -267,6 +279,22 @@ class EmbeddingRecommender(Recommender):
             items = torch.cat([batch.pos_item.unsqueeze(1), batch.neg_item], dim=1)
             scores = _dot(query_emb, item_emb, items)
         return loss_from_scores(name, scores, batch.pos_item) + self.regularization(batch)
+
+
+class UserItemGraphRecommender(EmbeddingRecommender):
+    """An embedding model that propagates over ``self.graph``, the symmetric user-item graph
+    of the training events (:func:`~tgraph.graph.bipartite.bipartite_graph`, degree norms
+    cached on it); :meth:`observe` rebuilds it from other events."""
+
+    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+        super().__init__(split, config)
+        self.observe(split.train)
+
+    def observe(self, interactions: Interactions) -> None:
+        graph = bipartite_graph(interactions).to(self.device)
+        symmetric_norm(graph)  # cached on the graph once: degrees never change
+        self.register_graph("graph", graph)
+        self._eval_cache = None
 
 
 def _dot(query_emb: Tensor, item_emb: Tensor, items: Tensor) -> Tensor:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
 from tgraph.models.base import Batch, EmbeddingRecommender, Queries
 from tgraph.models.registry import register
@@ -34,6 +35,9 @@ class BPRMF(EmbeddingRecommender):
 
     def embed(self, queries: Queries) -> tuple[Tensor, Tensor]:
         return self.user_emb(queries.user), self.item_emb.weight
+
+    def observe(self, interactions: Interactions) -> None:
+        """Nothing to rebuild: BPR-MF derives nothing from the training events."""
 
     def regularization(self, batch: Batch) -> Tensor:
         return l2_rows(

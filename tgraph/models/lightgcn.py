@@ -8,15 +8,14 @@ import torch
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
-from tgraph.graph.bipartite import bipartite_graph
-from tgraph.models.base import Batch, EmbeddingRecommender, Queries
+from tgraph.models.base import Batch, Queries, UserItemGraphRecommender
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.registry import register
-from tgraph.nn.lightgcn_conv import LightGCNPropagation, lightgcn_propagate, symmetric_norm
+from tgraph.nn.lightgcn_conv import LightGCNPropagation, lightgcn_propagate
 
 
 @register("lightgcn")
-class LightGCN(EmbeddingRecommender):
+class LightGCN(UserItemGraphRecommender):
     r"""``score(u, i) = <e_u, e_i>`` with :math:`E = \frac{1}{K+1}\sum_{k=0}^K \tilde A^k E^{(0)}`,
     :math:`\tilde A = D^{-1/2} A D^{-1/2}` (see :class:`~tgraph.nn.LightGCNConv`).
 
@@ -32,8 +31,6 @@ class LightGCN(EmbeddingRecommender):
 
     def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
         super().__init__(split, config)
-        self.register_graph("graph", bipartite_graph(split.train))
-        symmetric_norm(self.graph)  # cached on the graph once: degrees never change
         self.embedding = nn.Embedding(self.n_users + self.n_items, self.config["embedding_dim"])
         nn.init.normal_(self.embedding.weight, std=self.config["init_std"])
 

@@ -9,16 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
-from tgraph.graph.bipartite import bipartite_graph
-from tgraph.models.base import Batch, EmbeddingRecommender, Queries
+from tgraph.models.base import Batch, Queries, UserItemGraphRecommender
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.registry import register
-from tgraph.nn.lightgcn_conv import symmetric_norm
 from tgraph.nn.ngcf_conv import NGCFConv
 
 
 @register("ngcf")
-class NGCF(EmbeddingRecommender):
+class NGCF(UserItemGraphRecommender):
     r"""``score(u, i) = <e_u, e_i>`` with
     :math:`e = E^{(0)} \,\Vert\, \bar E^{(1)} \Vert \dots \Vert\, \bar E^{(K)}`, where
     :math:`E^{(k)} =` :class:`~tgraph.nn.NGCFConv` :math:`(E^{(k-1)})` and
@@ -48,8 +46,6 @@ class NGCF(EmbeddingRecommender):
 
     def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
         super().__init__(split, config)
-        self.register_graph("graph", bipartite_graph(split.train))
-        symmetric_norm(self.graph)  # cached on the graph once: degrees never change
         config = self.config
         self.embedding = nn.Embedding(self.n_users + self.n_items, config["embedding_dim"])
         nn.init.xavier_uniform_(self.embedding.weight)

@@ -3,10 +3,20 @@
 One epoch visits every training event once, in a shuffled order, in batches of
 ``batch_size``. After every ``eval_every`` epochs the model is ranked on the **validation**
 targets; the epoch with the best ``valid_metric`` is kept (its weights are restored at the
-end) and training stops after ``patience`` evaluations without improvement. The test part
-is never looked at. Per-epoch records go to ``Trainer.history`` and, if ``log_path`` is
-set, to a JSONL file; with ``checkpoint_dir`` every epoch ends with ``last.pt`` (resume
-with ``fit(resume=True)``) and every improvement with ``best.pt``.
+end) and training stops after ``patience`` evaluations without improvement, or at the first
+epoch end past ``time_budget_s`` (that epoch is validated too). With ``lr_decay < 1`` the
+learning rate is multiplied by ``lr_decay`` after every ``lr_patience`` evaluations without
+improvement (reduce-on-plateau). The test part is never looked at.
+
+With ``refit``, after selection the validation events join the training events (and, through
+:meth:`~tgraph.models.base.Recommender.observe`, the model's graph) and the model is trained
+again from its seeded initialisation for the selected number of epochs, each with the learning
+rate it had in the selection run: the usual last step when the validation part was carved out
+of the training data. Nothing is selected during the refit, and it is not checkpointed midway.
+
+Per-epoch records go to ``Trainer.history`` and, if ``log_path`` is set, to a JSONL file;
+with ``checkpoint_dir`` every epoch ends with ``last.pt`` (resume with
+``fit(resume=True)``), every improvement with ``best.pt``, and a refit with ``refit.pt``.
 """
 
 from __future__ import annotations
@@ -20,9 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
 from tgraph.eval.evaluator import EvalResult, Evaluator
 from tgraph.models.base import Batch, Recommender, build_queries, context_events
@@ -52,6 +64,10 @@ class TrainConfig:
     valid_metric: str = "ndcg@20"
     eval_every: int = 1
     patience: int = 10  # evaluations without improvement before stopping
+    lr_decay: float = 1.0  # reduce-on-plateau factor (1.0: constant learning rate)
+    lr_patience: int = 2  # evaluations without improvement before each decay
+    time_budget_s: float | None = None  # wall-clock limit on training + validation
+    refit: bool = False  # after selection, retrain from scratch on train + valid
     eval_batch_size: int = 1024
     device: str = "cpu"
     seed: int = 0
@@ -68,7 +84,12 @@ class TrainConfig:
             raise KeyError(f"unknown trainer option(s) {unknown}; known: {sorted(known)}")
         if "metrics" in config:
             config["metrics"] = tuple(config["metrics"])
-        return cls(**config)
+        out = cls(**config)
+        if not 0 < out.lr_decay <= 1:
+            raise ValueError(f"lr_decay={out.lr_decay}: use a factor in (0, 1] (1 disables it)")
+        if out.lr_patience < 1:
+            raise ValueError(f"lr_patience={out.lr_patience}: use an integer >= 1")
+        return out
 
 
 class Trainer:
@@ -95,17 +116,16 @@ class Trainer:
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self.bad_evals = 0
+        self.evals_since_decay = 0  # evaluations without improvement since the last lr decay
+        self.elapsed_s = 0.0  # training + validation (+ refit) time, carried over on resume
         self.epoch = 0
         self.optimizer = self._optimizer() if model.needs_training else None
-        self.sampler = None
-        if model.needs_training and model.config.get("loss") != "ce":
-            options = {"exclude_history": cfg.neg_exclude_history}
-            if cfg.negatives == "popularity":
-                options["alpha"] = cfg.neg_alpha
-            if cfg.negatives == "spatial":
-                options["k"] = cfg.neg_k
-            self.sampler = make_sampler(cfg.negatives, split.train, **options)
-        self._samples = self._training_samples() if model.needs_training else None
+        if cfg.refit and type(model).observe is Recommender.observe:
+            model.observe(split.train)  # raises the model's error now, not after training
+        self.sampler = self._sampler(split.train)
+        self._samples = None
+        if model.needs_training:
+            self._samples = self._training_samples(split.train, context_events(split, "train"))
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
@@ -116,16 +136,29 @@ class Trainer:
             return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         raise KeyError(f"unknown optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
 
-    def _training_samples(self):
-        """Queries (with history strictly before each event) and positives of the train events."""
-        events = self.split.train.events
+    def _sampler(self, train: Interactions):
+        """The negative sampler over ``train`` (``None`` when nothing is sampled)."""
+        cfg = self.config
+        if not self.model.needs_training or self.model.config.get("loss") == "ce":
+            return None
+        options: dict[str, Any] = {"exclude_history": cfg.neg_exclude_history}
+        if cfg.negatives == "popularity":
+            options["alpha"] = cfg.neg_alpha
+        if cfg.negatives == "spatial":
+            options["k"] = cfg.neg_k
+        return make_sampler(cfg.negatives, train, **options)
+
+    def _training_samples(self, train: Interactions, context: pd.DataFrame):
+        """Queries (with history strictly before each event) and positives of ``train``'s
+        events, the history taken from ``context``."""
+        events = train.events
         queries = build_queries(
             events["user"].to_numpy(),
             events["timestamp"].to_numpy(),
-            context_events(self.split, "train"),
+            context,
             self.model.history_len,
             self.split.n_items,
-            self.split.train.items,
+            train.items,
         )
         positives = torch.from_numpy(events["item"].to_numpy(np.int64).copy())
         if self.model.history_len and self.config.min_history > 0:
@@ -193,16 +226,19 @@ class Trainer:
         last = None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir) / "last.pt"
         if resume and last is not None and last.exists():
             self._resume(last)
-        while self.epoch < cfg.epochs and self.bad_evals < cfg.patience:
+        while self.epoch < cfg.epochs and self.bad_evals < cfg.patience and not self._out_of_time():
             start = time.perf_counter()
             loss = self.train_epoch()
             self.epoch += 1
             record = {"epoch": self.epoch, "loss": loss, "train_s": time.perf_counter() - start}
-            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs:
+            self.elapsed_s += record["train_s"]
+            if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or self._out_of_time():
                 start = time.perf_counter()
                 result = self.evaluator.evaluate(self.model)
                 record.update(_prefixed(result), eval_s=time.perf_counter() - start)
+                self.elapsed_s += record["eval_s"]
                 self._update_best(result)
+            record["lr"] = self.optimizer.param_groups[0]["lr"]
             self._record(record)
             if last is not None:
                 save_checkpoint(
@@ -218,10 +254,49 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         log.info("best %s = %.5f at epoch %d", cfg.valid_metric, self.best_value, self.best_epoch)
+        if cfg.refit:
+            self.refit()
         return self.history
 
+    def refit(self) -> None:
+        """Retrain from scratch on the training plus validation events for the selected number
+        of epochs, with the learning rates those epochs had (see the module docstring); the
+        records carry ``"refit": True``."""
+        if self.split.valid is None or self.best_epoch < 1:
+            raise ValueError("refit needs a validation part and a selected epoch (train.refit)")
+        train, valid = self.split.train, self.split.valid
+        events = pd.concat([train.events, valid.events], ignore_index=True)
+        combined = train.with_events(events.sort_values("timestamp", kind="stable"))
+        # the learning rate of epoch e is the one recorded at the end of epoch e - 1
+        lrs = [self.config.lr] + [r["lr"] for r in self.history[: self.best_epoch - 1]]
+        log.info("refit: %d epochs on %d train + valid events", self.best_epoch, len(combined))
+        seed_everything(self.config.seed)  # the initialisation of the selection run
+        self.model = type(self.model)(self.split, self.model.config).to(self.device)
+        self.model.observe(combined)
+        self.optimizer = self._optimizer()
+        self.sampler = self._sampler(combined)
+        self._samples = self._training_samples(combined, context_events(self.split, "valid"))
+        for refit_epoch, lr in enumerate(lrs, start=1):
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            start = time.perf_counter()
+            loss = self.train_epoch()
+            self.epoch += 1
+            record = {"epoch": self.epoch, "loss": loss, "train_s": time.perf_counter() - start}
+            self.elapsed_s += record["train_s"]
+            self._record({**record, "lr": lr, "refit_epoch": refit_epoch, "refit": True})
+        if self.config.checkpoint_dir is not None:
+            save_checkpoint(
+                Path(self.config.checkpoint_dir) / "refit.pt",
+                model=self.model,
+                optimizer=None,
+                epoch=self.best_epoch,
+                generator=self.generator,
+                state={"refit_events": len(combined)},
+            )
+
     def evaluate(self, part: str = "test", metrics: tuple[str, ...] | None = None) -> EvalResult:
-        """Rank ``part`` with the current (after :meth:`fit`: the best) weights."""
+        """Rank ``part`` with the current weights (after :meth:`fit`: the best, or refitted)."""
         metrics = metrics or self.config.metrics
         evaluator = Evaluator(self.split, part, metrics, self.config.eval_batch_size)
         return evaluator.evaluate(self.model)
@@ -231,6 +306,7 @@ class Trainer:
         value = result.metrics[self.config.valid_metric.lower()]
         if value > self.best_value:
             self.best_value, self.best_epoch, self.bad_evals = value, self.epoch, 0
+            self.evals_since_decay = 0
             state = self.model.state_dict()
             self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
             if self.config.checkpoint_dir is not None:
@@ -244,6 +320,18 @@ class Trainer:
                 )
         else:
             self.bad_evals += 1
+            self.evals_since_decay += 1
+            if self.config.lr_decay < 1 and self.evals_since_decay >= self.config.lr_patience:
+                self.evals_since_decay = 0
+                for group in self.optimizer.param_groups:
+                    group["lr"] *= self.config.lr_decay
+                lr = self.optimizer.param_groups[0]["lr"]
+                log.info("epoch %d: lr decayed to %.3g", self.epoch, lr)
+
+    def _out_of_time(self) -> bool:
+        """Past ``time_budget_s`` (never before the first epoch)."""
+        budget = self.config.time_budget_s
+        return budget is not None and self.epoch > 0 and self.elapsed_s >= budget
 
     def _record(self, record: dict[str, Any]) -> None:
         record["best_epoch"] = self.best_epoch
@@ -261,6 +349,8 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
             "bad_evals": self.bad_evals,
+            "evals_since_decay": self.evals_since_decay,
+            "elapsed_s": self.elapsed_s,
             "config": asdict(self.config),
         }
 
@@ -273,6 +363,8 @@ class Trainer:
         self.history = list(state["history"])
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
         self.best_state, self.bad_evals = state["best_state"], state["bad_evals"]
+        self.evals_since_decay = state["evals_since_decay"]
+        self.elapsed_s = state["elapsed_s"]
         log.info("resumed from %s at epoch %d", path, self.epoch)
 
 
