@@ -240,15 +240,7 @@ class Trainer:
                 self._update_best(result)
             record["lr"] = self.optimizer.param_groups[0]["lr"]
             self._record(record)
-            if last is not None:
-                save_checkpoint(
-                    last,
-                    model=self.model,
-                    optimizer=self.optimizer,
-                    epoch=self.epoch,
-                    generator=self.generator,
-                    state=self._state(),
-                )
+            self._save("last.pt", epoch=self.epoch, state=self._state(), optimizer=self.optimizer)
             if on_epoch is not None and "eval_s" in record:
                 on_epoch(record)
         if self.best_state is not None:
@@ -285,15 +277,7 @@ class Trainer:
             record = {"epoch": self.epoch, "loss": loss, "train_s": time.perf_counter() - start}
             self.elapsed_s += record["train_s"]
             self._record({**record, "lr": lr, "refit_epoch": refit_epoch, "refit": True})
-        if self.config.checkpoint_dir is not None:
-            save_checkpoint(
-                Path(self.config.checkpoint_dir) / "refit.pt",
-                model=self.model,
-                optimizer=None,
-                epoch=self.best_epoch,
-                generator=self.generator,
-                state={"refit_events": len(combined)},
-            )
+        self._save("refit.pt", epoch=self.best_epoch, state={"refit_events": len(combined)})
 
     def evaluate(self, part: str = "test", metrics: tuple[str, ...] | None = None) -> EvalResult:
         """Rank ``part`` with the current weights (after :meth:`fit`: the best, or refitted)."""
@@ -309,15 +293,7 @@ class Trainer:
             self.evals_since_decay = 0
             state = self.model.state_dict()
             self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
-            if self.config.checkpoint_dir is not None:
-                save_checkpoint(
-                    Path(self.config.checkpoint_dir) / "best.pt",
-                    model=self.model,
-                    optimizer=None,
-                    epoch=self.epoch,
-                    generator=self.generator,
-                    state={"best_value": value},
-                )
+            self._save("best.pt", epoch=self.epoch, state={"best_value": value})
         else:
             self.bad_evals += 1
             self.evals_since_decay += 1
@@ -327,6 +303,24 @@ class Trainer:
                     group["lr"] *= self.config.lr_decay
                 lr = self.optimizer.param_groups[0]["lr"]
                 log.info("epoch %d: lr decayed to %.3g", self.epoch, lr)
+
+    def _save(
+        self,
+        name: str,
+        epoch: int,
+        state: dict[str, Any],
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        """Write ``checkpoint_dir/name`` (nothing without a ``checkpoint_dir``)."""
+        if self.config.checkpoint_dir is not None:
+            save_checkpoint(
+                Path(self.config.checkpoint_dir) / name,
+                model=self.model,
+                optimizer=optimizer,
+                epoch=epoch,
+                generator=self.generator,
+                state=state,
+            )
 
     def _out_of_time(self) -> bool:
         """Past ``time_budget_s`` (never before the first epoch)."""
