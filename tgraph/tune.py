@@ -14,7 +14,8 @@ Space keys are ``model.config.<key>`` (a model hyper-parameter) or ``train.<key>
 option); both are checked against the model and :class:`~tgraph.train.trainer.TrainConfig`.
 Each trial trains with the first of ``seeds`` and reports ``valid_<valid_metric>`` after every
 validation, so that the pruner can stop it; the test part is never ranked during the search.
-Trial 0 is the model's default configuration. The sampler is a seeded TPE sampler.
+Trial 0 is the model's default configuration (enqueued by worker 0). The sampler is a seeded
+TPE sampler.
 
 Storage: SQLite under the study folder by default (every finished trial is committed, so a
 crash or Ctrl-C loses none and the same command resumes the study); ``journal:<file>`` for
@@ -295,7 +296,8 @@ class StudySpec:
             )
 
     def create(self, storage: str | None = None, worker: int = 0) -> optuna.Study:
-        """Create or load (``load_if_exists``) the Optuna study, enqueue the default config."""
+        """Create or load (``load_if_exists``) the Optuna study; worker 0 enqueues the default
+        config (several workers starting at once would each enqueue it)."""
         opts = self.options
         sampler = optuna.samplers.TPESampler(
             seed=opts.seed + worker, n_startup_trials=opts.n_startup_trials
@@ -309,7 +311,7 @@ class StudySpec:
             directions=directions,
             load_if_exists=True,
         )
-        if opts.enqueue_default and not study.trials:
+        if opts.enqueue_default and worker == 0 and not study.trials:
             study.enqueue_trial(self.default_params(), skip_if_exists=True)
         return study
 
