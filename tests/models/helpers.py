@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
@@ -111,3 +112,18 @@ def synthetic_acc10(name: str, config: dict) -> tuple[float, float]:
         trainer.fit()
         results.append(trainer.evaluate("test").metrics["acc@10"])
     return results[0], results[1]
+
+
+def assert_dropout_only_in_training(make, queries, atol: float) -> None:
+    """``make()`` (seeded) scores ``queries`` deterministically in eval mode, differently in
+    training mode (dropout), and gives the same initial weights every time."""
+    model = make()
+    model.eval()
+    first = model.full_sort_predict(queries)
+    assert torch.equal(model.full_sort_predict(queries), first)
+    model.train()
+    assert not torch.allclose(model.full_sort_predict(queries), first, atol=atol)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(make().state_dict().values(), model.state_dict().values(), strict=True)
+    )

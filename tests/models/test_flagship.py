@@ -13,17 +13,6 @@ from tgraph.models.flagship import STHeteroRec
 from tgraph.train import Trainer
 from tgraph.train.seed import seed_everything
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP thread contention makes these tiny
-    graphs and batches up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SMALL = {"embedding_dim": 16, "max_len": 8, "ff_dim": 32, "time_dim": 8, "dist_dim": 8}
 
 

@@ -13,16 +13,6 @@ from tgraph.train import Trainer
 from tgraph.train.seed import seed_everything
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP thread contention makes these tiny
-    graphs and batches up to 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_registered_and_graph_relations():
     split = random_split()
     model = models.get("hetero_gnn")(split)

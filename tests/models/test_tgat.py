@@ -3,7 +3,12 @@ import math
 import pytest
 import torch
 
-from tests.models.helpers import random_split, synthetic_acc10, tiny_split
+from tests.models.helpers import (
+    assert_dropout_only_in_training,
+    random_split,
+    synthetic_acc10,
+    tiny_split,
+)
 from tgraph.models import get
 from tgraph.models.base import Batch, Queries, target_queries
 from tgraph.models.tgat import TGAT
@@ -120,16 +125,7 @@ def test_time_gaps_change_the_output():
 
 
 def test_eval_is_deterministic_and_dropout_acts_only_in_training():
-    model = make()
-    model.eval()
-    first = model.full_sort_predict(QUERIES)
-    assert torch.equal(model.full_sort_predict(QUERIES), first)
-    model.train()
-    assert not torch.allclose(model.full_sort_predict(QUERIES), first, atol=1e-6)
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(make().state_dict().values(), model.state_dict().values(), strict=True)
-    )
+    assert_dropout_only_in_training(make, QUERIES, atol=1e-6)
 
 
 def test_device_plumbing_on_cpu():

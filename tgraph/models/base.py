@@ -25,7 +25,7 @@ History (see :func:`build_queries`) is built from the events strictly before the
 timestamp: train events, plus validation events for validation and test queries, plus test
 events for test queries. The target itself is never part of it. It is left-aligned,
 oldest first, padded at the end with the index ``n_items`` (``Queries.pad``), so that
-sequence models can use ``nn.Embedding(n_items + 1, d, padding_idx=n_items)``.
+sequence models can use :func:`padded_item_embedding`.
 """
 
 from __future__ import annotations
@@ -167,6 +167,12 @@ class Recommender(nn.Module):
         self._graphs: dict[str, dgl.DGLGraph] = {}
         self._eval_cache: Any = None
 
+    def require_history(self, max_len: Any) -> None:
+        """Queries must carry the last ``max_len`` (>= 1) events (sets ``history_len``)."""
+        if int(max_len) < 1:
+            raise ValueError(f"max_len must be >= 1, got {max_len}")
+        self.history_len = int(max_len)
+
     # ------------------------------------------------------------------ graphs and devices
     def register_graph(self, name: str, graph: dgl.DGLGraph) -> None:
         """Keep ``graph`` as ``self.<name>``; :meth:`to` moves it with the parameters."""
@@ -279,6 +285,16 @@ class EmbeddingRecommender(Recommender):
             items = torch.cat([batch.pos_item.unsqueeze(1), batch.neg_item], dim=1)
             scores = _dot(query_emb, item_emb, items)
         return loss_from_scores(name, scores, batch.pos_item) + self.regularization(batch)
+
+
+def padded_item_embedding(n_items: int, dim: int, std: float) -> nn.Embedding:
+    """``n_items + 1`` rows drawn from ``N(0, std^2)``; row ``n_items`` (``Queries.pad``) is a
+    zero padding vector."""
+    table = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+    nn.init.normal_(table.weight, std=std)
+    with torch.no_grad():
+        table.weight[n_items].zero_()
+    return table
 
 
 class UserItemGraphRecommender(EmbeddingRecommender):

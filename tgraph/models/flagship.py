@@ -106,9 +106,7 @@ class STHeteroRec(Recommender):
     def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
         super().__init__(split, config)
         cfg = self.config
-        if int(cfg["max_len"]) < 1:
-            raise ValueError(f"max_len must be >= 1, got {cfg['max_len']}")
-        self.history_len = int(cfg["max_len"])
+        self.require_history(cfg["max_len"])
         dim = cfg["embedding_dim"]
         train = split.train
         spec = GraphSpec(

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
-from tgraph.models.base import EmbeddingRecommender, Queries
+from tgraph.models.base import EmbeddingRecommender, Queries, padded_item_embedding
 
 
 class SequenceRecommender(EmbeddingRecommender):
@@ -36,14 +36,9 @@ class SequenceRecommender(EmbeddingRecommender):
 
     def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
         super().__init__(split, config)
-        if int(self.config["max_len"]) < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.config['max_len']}")
-        self.history_len = int(self.config["max_len"])
+        self.require_history(self.config["max_len"])
         dim = self.config["embedding_dim"]
-        self.item_emb = nn.Embedding(self.n_items + 1, dim, padding_idx=self.n_items)
-        nn.init.normal_(self.item_emb.weight, std=self.config["init_std"])
-        with torch.no_grad():
-            self.item_emb.weight[self.n_items].zero_()
+        self.item_emb = padded_item_embedding(self.n_items, dim, self.config["init_std"])
         self.emb_dropout = nn.Dropout(self.config["dropout"])
 
     def sequence_output(self, hist_items: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
-from tgraph.models.base import EmbeddingRecommender, Queries
+from tgraph.models.base import EmbeddingRecommender, Queries, padded_item_embedding
 from tgraph.models.registry import register
 from tgraph.nn.temporal_attention import TemporalAttentionConv
 
@@ -62,16 +62,11 @@ class TGAT(EmbeddingRecommender):
     def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
         super().__init__(split, config)
         cfg = self.config
-        if int(cfg["max_len"]) < 1:
-            raise ValueError(f"max_len must be >= 1, got {cfg['max_len']}")
-        self.history_len = int(cfg["max_len"])
+        self.require_history(cfg["max_len"])
         dim = cfg["embedding_dim"]
         self.user_emb = nn.Embedding(self.n_users, dim)
-        self.item_emb = nn.Embedding(self.n_items + 1, dim, padding_idx=self.n_items)
-        for table in (self.user_emb, self.item_emb):
-            nn.init.normal_(table.weight, std=cfg["init_std"])
-        with torch.no_grad():
-            self.item_emb.weight[self.n_items].zero_()
+        nn.init.normal_(self.user_emb.weight, std=cfg["init_std"])
+        self.item_emb = padded_item_embedding(self.n_items, dim, cfg["init_std"])
         self.feat_dropout = nn.Dropout(cfg["dropout"])
         self.conv = TemporalAttentionConv(
             dim,
