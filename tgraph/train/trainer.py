@@ -227,11 +227,7 @@ class Trainer:
         if resume and last is not None and last.exists():
             self._resume(last)
         while self.epoch < cfg.epochs and self.bad_evals < cfg.patience and not self._out_of_time():
-            start = time.perf_counter()
-            loss = self.train_epoch()
-            self.epoch += 1
-            record = {"epoch": self.epoch, "loss": loss, "train_s": time.perf_counter() - start}
-            self.elapsed_s += record["train_s"]
+            record = self._timed_epoch()
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or self._out_of_time():
                 start = time.perf_counter()
                 result = self.evaluator.evaluate(self.model)
@@ -271,13 +267,19 @@ class Trainer:
         for refit_epoch, lr in enumerate(lrs, start=1):
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            start = time.perf_counter()
-            loss = self.train_epoch()
-            self.epoch += 1
-            record = {"epoch": self.epoch, "loss": loss, "train_s": time.perf_counter() - start}
-            self.elapsed_s += record["train_s"]
+            record = self._timed_epoch()
             self._record({**record, "lr": lr, "refit_epoch": refit_epoch, "refit": True})
         self._save("refit.pt", epoch=self.best_epoch, state={"refit_events": len(combined)})
+
+    def _timed_epoch(self) -> dict[str, Any]:
+        """Train one epoch; return its record (``epoch``, ``loss``, ``train_s``), the time added
+        to ``elapsed_s``."""
+        start = time.perf_counter()
+        loss = self.train_epoch()
+        self.epoch += 1
+        record = {"epoch": self.epoch, "loss": loss, "train_s": time.perf_counter() - start}
+        self.elapsed_s += record["train_s"]
+        return record
 
     def evaluate(self, part: str = "test", metrics: tuple[str, ...] | None = None) -> EvalResult:
         """Rank ``part`` with the current weights (after :meth:`fit`: the best, or refitted)."""
