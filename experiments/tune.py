@@ -4,7 +4,7 @@ The same as ``tgraph tune`` (``--help`` lists every option). Example::
 
     python experiments/tune.py --config experiments/configs/studies/bprmf_movielens100k.yaml
 
-Writes ``runs/<experiment>/<dataset>/study-<model>/``: study.db, trials.csv, best.yaml,
+Writes ``runs/<experiment>/<dataset>/study-<study name>/``: study.db, trials.csv, best.yaml,
 plots/*.png, retrain/ (top configurations with fresh seeds), retrain.md and selected.yaml.
 """
 

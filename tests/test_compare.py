@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tgraph.compare import CompareError, collect_runs, compare, leaderboard, paired_tests
+from tgraph.compare import collect_runs, compare, leaderboard, paired_tests
 from tgraph.config import load_config
+from tgraph.errors import CompareError
 from tgraph.experiment import run_experiment
 
 METRICS = ["acc@1", "acc@10", "mrr"]
@@ -111,7 +112,7 @@ def test_compare_writes_tables_and_curves(runs, tmp_path):
 
 
 def test_compare_errors(runs, tmp_path):
-    with pytest.raises(CompareError, match="no run directory"):
+    with pytest.raises(CompareError, match="no finished run directory"):
         compare(tmp_path)
     copy = tmp_path / "runs"
     shutil.copytree(runs, copy)

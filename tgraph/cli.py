@@ -1,9 +1,14 @@
 """The ``tgraph`` command: ``tgraph run``, ``tune``, ``compare``, ``analyse``,
 ``data list|describe|download``.
 
+A user error (configuration, data, a run directory or study tgraph refuses to touch) is printed
+as one line, without a traceback unless ``--debug`` is given; the exit code is 2 for usage and
+configuration errors, 1 for runtime failures and 0 for success.
+
 Examples::
 
     tgraph run --config experiments/configs/demo.yaml seeds=[0,1,2] train.lr=0.01
+    tgraph run --config experiments/configs/demo.yaml --dry-run     # resolved runs, no training
     tgraph tune --config experiments/configs/studies/bprmf_movielens100k.yaml --n-trials 20
     tgraph tune --config STUDY.yaml --storage journal:runs/study.journal --search-only  # x N
     tgraph compare runs/demo
@@ -22,13 +27,24 @@ import json
 import logging
 import sys
 
+from tgraph.errors import TgraphError
+
+_DEBUG_HELP = "show the traceback of an error (default: one line)"
+
 
 def _run(args: argparse.Namespace) -> int:
+    import yaml
+
     from tgraph.config import load_config
-    from tgraph.experiment import markdown_table, run_experiment
+    from tgraph.experiment import markdown_table, plan, run_experiment
 
     config = load_config(args.config, args.overrides)
-    summary = run_experiment(config, args.data_root, resume=args.resume)
+    if args.dry_run:
+        for run in plan(config):
+            print(f"# {run.label} seed {run.seed} -> {run.path}")
+            print(yaml.safe_dump(run.resolved, sort_keys=False))
+        return 0
+    summary = run_experiment(config, args.data_root, resume=args.resume, overwrite=args.overwrite)
     print(f"\n{config.experiment} on {config.dataset.name} ({config.dataset.protocol}), test:")
     print(markdown_table(summary, config.metrics))
     print(f"\nrun directories: {config.output_dir}/{config.experiment}/{config.dataset.name}/")
@@ -56,7 +72,9 @@ def _tune(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from tgraph.compare import compare
 
-    result = compare(args.runs_dir, args.out, args.metrics, args.baselines)
+    result = compare(
+        args.runs_dir, args.out, args.metrics, args.baselines, allow_mixed=args.allow_mixed
+    )
     print(result["files"]["md"].read_text())
     print("written: " + ", ".join(str(p) for p in [*result["files"].values(), *result["curves"]]))
     return 0
@@ -94,7 +112,7 @@ def _data(args: argparse.Namespace) -> int:
             print(f"{name:28s} {where}")
         return 0
     if not args.name:
-        raise SystemExit(f"tgraph data {args.action}: name a dataset (see 'tgraph data list')")
+        raise UsageError(f"tgraph data {args.action}: name a dataset (see 'tgraph data list')")
     if args.action == "describe":
         print(json.dumps(registry.describe(args.name), indent=2, default=str))
         return 0
@@ -104,15 +122,28 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(TgraphError):
+    """A command line that names too little (argparse reports the rest itself)."""
+
+    exit_code = 2
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from tgraph import __version__
+
     parser = argparse.ArgumentParser(
         prog="tgraph",
         description="tgraph: temporal heterogeneous graphs and GNN recommenders.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("Examples::", 1)[1],
     )
+    parser.add_argument("--version", action="version", version=f"tgraph {__version__}")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
-    threads = argparse.ArgumentParser(add_help=False)
+    # --debug is accepted after the command too (SUPPRESS keeps the top-level value otherwise)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    threads = argparse.ArgumentParser(add_help=False, parents=[common])
     threads.add_argument(
         "--threads",
         type=int,
@@ -129,8 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume",
         action="store_true",
-        help="continue each run from its last.pt (train options may change, e.g. more epochs "
-        "or a refit); a run without one starts afresh",
+        help="continue each unfinished run from its last checkpoint; only epochs, patience, "
+        "time_budget_s, refit, lr and weight_decay may differ (recorded as an amendment); a "
+        "run without a checkpoint starts afresh",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace runs of another configuration in the same directories (the old run is "
+        "moved aside, never deleted)",
+    )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate, print the resolved configuration and directory of every (model, seed) "
+        "run, and exit without loading data or writing anything",
     )
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=0.01")
     run.set_defaults(handler=_run)
@@ -154,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--n-trials", type=int, default=None, help="total complete+pruned trials over all workers"
     )
-    tune.add_argument("--worker", type=int, default=0, help="worker index (sampler seed + index)")
+    tune.add_argument(
+        "--worker", type=int, default=0, help="worker index (each worker samples its own stream)"
+    )
     tune.add_argument(
         "--search-only", action="store_true", help="run trials only (parallel workers)"
     )
@@ -165,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = commands.add_parser(
         "compare",
+        parents=[common],
         help="leaderboard of run directories with paired significance tests",
         description="Collect every run directory below RUNS_DIR, group by (experiment, "
         "dataset) and write leaderboard.{md,csv,tex} (mean ± std over seeds; paired t-test "
@@ -177,10 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--baselines", nargs="+", default=None, help="models to test against (default: all)"
     )
+    comp.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="runs of one model label with different configurations (fingerprints) become "
+        "separate rows instead of an error",
+    )
     comp.set_defaults(handler=_compare)
 
     analyse = commands.add_parser(
         "analyse",
+        parents=[common],
         help="analyse a dataset, or stratify a finished run's metrics",
         description="'dataset NAME': temporal, spatial, pattern and preference-drift analyses "
         "(tables as CSV, figures as PNG, summary.md with the key numbers and every skipped "
@@ -213,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_target.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
     analyse.set_defaults(handler=_analyse)
 
-    data = commands.add_parser("data", help="list, describe or download datasets")
+    data = commands.add_parser("data", parents=[common], help="list, describe or download datasets")
     data.add_argument("action", choices=["list", "describe", "download"])
     data.add_argument("name", nargs="?", help="dataset name (see 'tgraph data list')")
     data.add_argument("--root", default=None, help="data root (default: $TGRAPH_DATA)")
@@ -222,13 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv``; return its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except TgraphError as error:
+        if args.debug:
+            raise
+        print(f"tgraph: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("tgraph: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

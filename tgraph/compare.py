@@ -1,10 +1,15 @@
 """Leaderboards from run directories: models x datasets x seeds, with paired significance tests.
 
-Every run directory below a folder (``metrics.json``, ``config.yaml``, ``per_query.csv``; see
-:mod:`tgraph.rundir`) is collected and grouped by (experiment, dataset). For each group and
-test metric the board gives the mean and sample standard deviation over seeds and two
-two-sided paired tests of each model against the **best baseline** for that metric (the
-baseline with the highest mean, the model itself excluded):
+Every finished run directory below a folder (see :mod:`tgraph.runs`; runs moved aside by
+``--overwrite`` excluded) is collected and grouped by (experiment, dataset). Within a group,
+one row is one **configuration**: a model label and a run fingerprint. The runs of one label
+must share one fingerprint (same resolved configuration, same split); otherwise the board is
+refused, naming the folders of each configuration, unless ``allow_mixed``, which gives each
+configuration its own row labelled ``<label> [<short fingerprint>]``. Seeds are counted as
+distinct seeds (two runs of one seed in a row are refused). For each group and test metric the
+board gives the mean and sample standard deviation over seeds and two two-sided paired tests
+of each model against the **best baseline** for that metric (the baseline with the highest
+mean, the model itself excluded):
 
 * the paired t-test and the Wilcoxon signed-rank test (``scipy.stats``), on the per-query
   values of the two models, each first averaged over that model's seeds; queries are paired
@@ -16,49 +21,79 @@ No correction for multiple comparisons is applied. Outputs: ``leaderboard.csv`` 
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from scipy import stats
+
+from tgraph.errors import CompareError, RunDirError
+from tgraph.runs import RunDir
 
 log = logging.getLogger(__name__)
 
 
-class CompareError(ValueError):
-    """Run directories that cannot be compared; the message names the files."""
-
-
-def collect_runs(runs_dir: str | Path) -> pd.DataFrame:
-    """One row per run directory below ``runs_dir``: experiment, dataset, protocol, model,
-    seed, path, valid_metric and the test metrics."""
+def collect_runs(runs_dir: str | Path, *, allow_mixed: bool = False) -> pd.DataFrame:
+    """One row per finished run below ``runs_dir``: experiment, dataset, protocol, model (the
+    label; ``<label> [<fingerprint>]`` for mixed configurations), fingerprint, seed, path,
+    valid_metric and the test metrics (``test:<name>``)."""
     rows = []
-    for metrics_file in sorted(Path(runs_dir).rglob("metrics.json")):
-        folder = metrics_file.parent
-        config_file = folder / "config.yaml"
-        if not config_file.is_file():
-            raise CompareError(f"{folder}: metrics.json without config.yaml")
-        metrics = json.loads(metrics_file.read_text())
-        config = yaml.safe_load(config_file.read_text())
+    for run in RunDir.finished_below(runs_dir):
+        try:
+            config, metrics = run.read_config(), run.read_metrics()
+        except RunDirError as error:
+            raise CompareError(str(error)) from None
         rows.append(
             {
                 "experiment": config["experiment"],
                 "dataset": config["dataset"]["name"],
                 "protocol": config["dataset"]["protocol"],
-                "model": metrics["model"],
-                "seed": metrics["seed"],
-                "path": str(folder),
-                "valid_metric": config["train"]["valid_metric"].lower(),
-                **{f"test:{k}": v for k, v in metrics["test"].items()},
+                "model": metrics.model,
+                "fingerprint": metrics.fingerprint,
+                "seed": metrics.seed,
+                "path": str(run.path),
+                "valid_metric": metrics.valid_metric,
+                **{f"test:{k}": v for k, v in metrics.test.items()},
             }
         )
     if not rows:
-        raise CompareError(f"no run directory (metrics.json) found below {runs_dir}")
-    return pd.DataFrame(rows)
+        raise CompareError(f"no finished run directory found below {runs_dir}")
+    return _one_configuration_per_row(pd.DataFrame(rows), allow_mixed)
+
+
+def _one_configuration_per_row(runs: pd.DataFrame, allow_mixed: bool) -> pd.DataFrame:
+    """Refuse (or, with ``allow_mixed``, relabel) a label with several fingerprints; refuse a
+    seed that appears twice in one configuration."""
+    runs = runs.copy()
+    for (experiment, dataset, model), group in runs.groupby(
+        ["experiment", "dataset", "model"], sort=False
+    ):
+        configurations = list(dict.fromkeys(group["fingerprint"]))
+        if len(configurations) > 1:
+            if not allow_mixed:
+                listing = "; ".join(
+                    f"{fp[:8]}: " + ", ".join(group.loc[group["fingerprint"] == fp, "path"])
+                    for fp in configurations
+                )
+                raise CompareError(
+                    f"{experiment}/{dataset}: the runs of {model} have {len(configurations)} "
+                    f"configurations (fingerprints), which cannot be averaged: {listing} "
+                    "(fix: move the runs of one configuration away, or allow mixed "
+                    "configurations to give each its own row)"
+                )
+            runs.loc[group.index, "model"] = [f"{model} [{fp[:8]}]" for fp in group["fingerprint"]]
+    for (experiment, dataset, model), group in runs.groupby(
+        ["experiment", "dataset", "model"], sort=False
+    ):
+        repeated = group[group["seed"].duplicated(keep=False)]
+        if len(repeated):
+            raise CompareError(
+                f"{experiment}/{dataset}: {model} has seed {int(repeated['seed'].iloc[0])} "
+                f"more than once: {', '.join(repeated['path'])}"
+            )
+    return runs
 
 
 def _per_query(paths: list[str], metric: str) -> pd.DataFrame:
@@ -66,14 +101,18 @@ def _per_query(paths: list[str], metric: str) -> pd.DataFrame:
     value); the runs must have ranked the same queries."""
     tables = []
     for path in paths:
-        file = Path(path) / "per_query.csv"
-        if not file.is_file():
-            raise CompareError(f"{file} not found: significance tests need per-query results")
-        table = pd.read_csv(file, usecols=["query", "user", metric]).set_index("query")
+        run = RunDir(path)
+        if not run.layout.per_query.is_file():
+            raise CompareError(
+                f"{run.layout.per_query} not found: significance tests need per-query results"
+            )
+        table = run.read_per_query(["query", "user", metric]).set_index("query")
         if tables and not (
             table.index.equals(tables[0].index) and (table["user"] == tables[0]["user"]).all()
         ):
-            raise CompareError(f"{file}: its queries differ from those of {paths[0]}")
+            raise CompareError(
+                f"{run.layout.per_query}: its queries differ from those of {paths[0]}"
+            )
         tables.append(table)
     values = np.mean([t[metric].to_numpy(dtype=float) for t in tables], axis=0)
     return pd.DataFrame({"user": tables[0]["user"], "value": values}, index=tables[0].index)
@@ -131,7 +170,7 @@ def leaderboard(
                     "protocol": group["protocol"].iloc[0],
                     "model": model,
                     "metric": metric,
-                    "seeds": len(values),
+                    "seeds": int(group.loc[group["model"] == model, "seed"].nunique()),
                     "mean": means[model],
                     "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                     "reference": None,
@@ -248,12 +287,15 @@ def compare(
     out_dir: str | Path | None = None,
     metrics: list[str] | None = None,
     baselines: list[str] | None = None,
+    *,
+    allow_mixed: bool = False,
 ) -> dict[str, Any]:
     """Collect ``runs_dir``, write the board (CSV, Markdown, LaTeX) and learning curves into
-    ``out_dir`` (default ``runs_dir``); return the board and the files written."""
+    ``out_dir`` (default ``runs_dir``); return the board and the files written.
+    ``allow_mixed``: see the module docstring."""
     from tgraph.study_plots import plot_curves
 
-    runs = collect_runs(runs_dir)
+    runs = collect_runs(runs_dir, allow_mixed=allow_mixed)
     board = leaderboard(runs, metrics, baselines)
     out = Path(out_dir or runs_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,10 +307,9 @@ def compare(
     curves = []
     for (experiment, dataset), group in runs.groupby(["experiment", "dataset"], sort=False):
         labelled = {
-            f"{r.model}/seed{r.seed}": Path(r.path) / "curve.jsonl"
-            for r in group.itertuples()
-            if (Path(r.path) / "curve.jsonl").is_file()
+            f"{r.model}/seed{r.seed}": RunDir(r.path).read_curve() for r in group.itertuples()
         }
+        labelled = {label: curve for label, curve in labelled.items() if curve}
         target = out / f"curves_{experiment}_{dataset}.png"
         path = plot_curves(labelled, target, group["valid_metric"].iloc[0]) if labelled else None
         if path is not None:

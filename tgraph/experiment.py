@@ -1,6 +1,6 @@
 """Run an experiment: dataset -> protocol split -> (model x seed) training -> test metrics.
 
-Each (model, seed) gets a run directory (see :mod:`tgraph.rundir`); the experiment folder
+Each (model, seed) gets a run directory (see :mod:`tgraph.runs`); the experiment folder
 ``<output_dir>/<experiment>/<dataset>/`` also receives ``summary.csv`` / ``summary.md`` with
 the mean and standard deviation over seeds. Epochs are selected on validation only; test
 is ranked once, with the selected weights.
@@ -8,45 +8,30 @@ is ranked once, with the selected weights.
 
 from __future__ import annotations
 
+import json
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tgraph import models
-from tgraph.config import ConfigError, DatasetConfig, ExperimentConfig, ModelEntry
-from tgraph.data import preprocess, protocols, registry, split
+from tgraph.config import DatasetConfig, ExperimentConfig
+from tgraph.data import preprocess, registry
 from tgraph.data.interactions import Interactions
 from tgraph.data.paths import data_root
+from tgraph.data.protocols import PROTOCOLS
 from tgraph.data.split import Split
-from tgraph.rundir import RunDir, environment
-from tgraph.train.seed import seed_everything
-from tgraph.train.trainer import TrainConfig, Trainer
+from tgraph.errors import ConfigError, RunDirError
+from tgraph.runs import RunDir, RunMetrics, safe_run_path
+from tgraph.train.recipe import RunSpec, resolve_run, train_one
 
 log = logging.getLogger(__name__)
 
-#: protocol presets: name -> (kind, builder); "interactions" builders take the loaded table,
-#: "root" builders read their own fixed files from the data root
-PROTOCOLS: dict[str, tuple[str, Callable[..., Split]]] = {
-    "next_poi_chronological": ("interactions", protocols.next_poi_chronological),
-    "chronological": ("interactions", split.chronological_split),
-    "leave_last_out": ("interactions", split.leave_last_out),
-    "getnext_nyc": ("root", protocols.getnext_nyc),
-    "lightgcn": ("root", protocols.lightgcn),
-}
-
 
 def prepare_split(config: DatasetConfig, root: str | Path | None = None) -> Split:
-    """Load, clean (deduplicate, k-core; counts logged) and split the configured dataset."""
-    if config.protocol not in PROTOCOLS:
-        raise ConfigError(
-            f"key 'dataset.protocol': unknown protocol {config.protocol!r}; "
-            f"choose one of {sorted(PROTOCOLS)}"
-        )
+    """Load, clean (deduplicate, k-core; counts logged) and split the configured dataset (its
+    protocol was checked by :func:`~tgraph.config.validate_config`)."""
     kind, build = PROTOCOLS[config.protocol]
     if kind == "root":
         folder = data_root(root) / registry.get_spec(config.name).folder
@@ -60,68 +45,69 @@ def prepare_split(config: DatasetConfig, root: str | Path | None = None) -> Spli
     if config.deduplicate:
         inter, _ = preprocess.deduplicate(inter)
     if config.kcore:
-        inter, _ = preprocess.kcore(inter, **config.kcore)
+        inter, _ = preprocess.kcore(inter, **config.kcore.model_dump())
     return build(inter, **config.protocol_options)
 
 
 def run_model(
     split_: Split,
-    entry: ModelEntry,
-    seed: int,
-    config: ExperimentConfig,
-    run_dir: RunDir,
+    spec: RunSpec,
+    *,
     resume: bool = False,
-) -> dict[str, Any]:
-    """Train one model with one seed, rank the test part, fill ``run_dir``; return the metrics.
-
-    With ``resume``, training continues from ``run_dir``'s ``last.pt`` when there is one, and
-    ``curve.jsonl`` is appended to."""
-    train_options = {**config.train, **entry.train}
-    train_options.update(
-        seed=seed,
-        device=config.device,
-        checkpoint_dir=str(run_dir.path),
-        log_path=str(run_dir.file("curve.jsonl")),
+    overwrite: bool = False,
+) -> RunMetrics:
+    """Train one model with one seed into its run directory, rank the test part; return the
+    metrics. What happens to a directory that already holds a run is
+    :meth:`RunDir.check`'s decision: a finished run of the same fingerprint is not trained
+    again, ``resume`` continues a run from its last checkpoint (amendable options may
+    change), ``overwrite`` moves an old run aside."""
+    run_dir = RunDir(spec.path)
+    fingerprint = spec.fingerprint(split_)
+    decision = run_dir.check(fingerprint, resume=resume, overwrite=overwrite)
+    if decision.action == "done":
+        log.info("%s seed %d: already done (%s)", spec.label, spec.seed, run_dir.path)
+        return run_dir.read_metrics()
+    recorded = run_dir.begin(fingerprint, spec.resolved, decision)
+    with run_dir.session(spec.experiment.device, decision.action):
+        log.info("%s seed %d: training (run directory %s)", spec.label, spec.seed, run_dir.path)
+        trained = train_one(
+            split_,
+            spec.entry,
+            spec.seed,
+            spec.experiment,
+            run_dir=run_dir,
+            resume=decision.action == "resume",
+        )
+        trainer = trained.trainer
+        result = trainer.evaluate("test", tuple(m.lower() for m in spec.experiment.metrics))
+        log.info("%s seed %d: test %s", spec.label, spec.seed, result.metrics)
+    selected = next(r for r in trainer.history if r.epoch == trainer.best_epoch and r.validated)
+    metrics = RunMetrics(
+        model=spec.label,
+        seed=spec.seed,
+        fingerprint=recorded.digest,
+        best_epoch=trainer.best_epoch,
+        valid_metric=spec.train.valid_metric,
+        valid=selected.valid,
+        test=result.metrics,
+        train_seconds=trained.train_seconds,
+        train_valid_seconds=trainer.elapsed_s,
     )
-    if run_dir.file("curve.jsonl").exists() and not resume:
-        run_dir.file("curve.jsonl").unlink()
-    train_config = TrainConfig.from_dict(train_options)
-    seed_everything(seed)
-    model = models.get(entry.name)(split_, entry.config)
-    run_dir.write_config(
-        {
-            **config.model_dump(exclude={"models"}),
-            "model": {"name": entry.name, "label": entry.run_name, "config": model.config},
-            "train": {k: v for k, v in vars(train_config).items()},
-            "seed": seed,
-        }
-    )
-    run_dir.write_json("environment.json", environment(config.device))
-    with run_dir.capture_log():
-        log.info("%s seed %d: training (run directory %s)", entry.run_name, seed, run_dir.path)
-        start = time.perf_counter()
-        trainer = Trainer(model, split_, train_config)
-        trainer.fit(resume=resume)
-        train_seconds = time.perf_counter() - start
-        result = trainer.evaluate("test", tuple(config.metrics))
-        log.info("%s seed %d: test %s", entry.run_name, seed, result.metrics)
-    run_dir.write_table("per_query.csv", result.per_query)
-    metrics = {
-        "model": entry.run_name,
-        "seed": seed,
-        "best_epoch": trainer.best_epoch,
-        f"valid_{train_config.valid_metric}": trainer.best_value,
-        "train_seconds": train_seconds,
-        "train_valid_seconds": trainer.elapsed_s,  # + refit, over all resumed sessions
-        "test": result.metrics,
-    }
-    run_dir.write_json("metrics.json", metrics)
+    run_dir.write_results(metrics, result.per_query)
     return metrics
 
 
-def summarise(rows: list[dict[str, Any]], metric_names: list[str]) -> pd.DataFrame:
+def plan(config: ExperimentConfig) -> list[RunSpec]:
+    """Every (model, seed) run of ``config``, resolved, with its directory; reads no data and
+    writes nothing (``tgraph run --dry-run``)."""
+    if not config.models:
+        raise ConfigError("the experiment names no model", key="models")
+    return [resolve_run(config, entry, seed) for entry in config.models for seed in config.seeds]
+
+
+def summarise(rows: list[RunMetrics], metric_names: list[str]) -> pd.DataFrame:
     """Mean and (sample) standard deviation over seeds, one row per model, input order kept."""
-    frame = pd.DataFrame([{"model": r["model"], "seed": r["seed"], **r["test"]} for r in rows])
+    frame = pd.DataFrame([{"model": r.model, "seed": r.seed, **r.test} for r in rows])
     out = []
     for model, group in frame.groupby("model", sort=False):
         row: dict[str, Any] = {"model": model, "seeds": len(group)}
@@ -148,25 +134,28 @@ def markdown_table(summary: pd.DataFrame, metric_names: list[str]) -> str:
 
 
 def run_experiment(
-    config: ExperimentConfig, root: str | Path | None = None, resume: bool = False
+    config: ExperimentConfig,
+    root: str | Path | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
-    """Run every (model, seed) of ``config``; write run directories and the summary
-    (``resume``: see :func:`run_model`)."""
-    if not config.models:
-        raise ConfigError("key 'models': the experiment names no model")
-    labels = [m.run_name for m in config.models]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"key 'models': labels must be unique, got {labels}")
+    """Run every (model, seed) of ``config``; write run directories and the summary.
+
+    Every run directory is checked (see :func:`run_model`) before the first model trains, so
+    a refused run stops the experiment before anything is written; ``resume`` and
+    ``overwrite`` exclude each other."""
+    if resume and overwrite:
+        raise RunDirError("--resume continues runs and --overwrite replaces them: choose one")
+    specs = plan(config)
     split_ = prepare_split(config.dataset, root)
     log.info("split: %s", split_.summary())
-    base = Path(config.output_dir) / config.experiment / config.dataset.name
-    rows = []
-    for entry in config.models:
-        for seed in config.seeds:
-            run_dir = RunDir(base / entry.run_name / f"seed{seed}")
-            rows.append(run_model(split_, entry, seed, config, run_dir, resume))
+    for spec in specs:
+        RunDir(spec.path).check(spec.fingerprint(split_), resume=resume, overwrite=overwrite)
+    rows = [run_model(split_, spec, resume=resume, overwrite=overwrite) for spec in specs]
     summary = summarise(rows, config.metrics)
+    base = safe_run_path(config.output_dir, config.experiment, config.dataset.name)
     summary.to_csv(base / "summary.csv", index=False)
     (base / "summary.md").write_text(markdown_table(summary, config.metrics) + "\n")
-    RunDir(base).write_json("split.json", split_.summary())
+    (base / "split.json").write_text(json.dumps(split_.summary(), indent=2, default=str) + "\n")
     return summary

@@ -3,13 +3,12 @@
 :func:`plot_study` draws the optimisation history, the parameter importances, the
 intermediate (per-epoch) values, the parallel coordinates and, for a multi-objective study,
 the Pareto front. :func:`plot_curves` draws training loss and validation metric per epoch
-from the ``curve.jsonl`` files of run directories. Plots that a study cannot support yet
+from the curves of run directories. Plots that a study cannot support yet
 (e.g. importances before two trials finished) are skipped with a log line.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Callable
@@ -22,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
+
+from tgraph.runs import CurveRecord  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -73,31 +74,23 @@ def plot_study(study: optuna.Study, out_dir: str | Path, target_name: str = "val
     return [path for path in written if path is not None]
 
 
-def read_curve(path: str | Path) -> list[dict]:
-    """The records of a ``curve.jsonl`` file."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def plot_curves(curves: dict[str, str | Path], path: str | Path, metric: str) -> Path | None:
-    """Training loss (refit epochs left out) and ``valid_<metric>`` per epoch, one line per run
-    (``label -> curve``).
+def plot_curves(curves: dict[str, list[CurveRecord]], path: str | Path, metric: str) -> Path | None:
+    """Training loss (refit epochs left out) and validation ``metric`` per epoch, one line per
+    run (``label -> its curve``, e.g. :meth:`tgraph.runs.RunDir.read_curve`).
 
     Returns ``None`` (and writes nothing) when no run has a loss or that metric.
     """
     figure, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(11, 4))
     drawn = False
-    for label, file in curves.items():
-        records = read_curve(file)
-        with_loss = [r for r in records if "loss" in r and not r.get("refit")]
-        with_metric = [r for r in records if f"valid_{metric}" in r]
+    for label, records in curves.items():
+        with_loss = [r for r in records if r.loss is not None and not r.refit]
+        with_metric = [r for r in records if metric in r.valid]
         if with_loss:
-            loss_ax.plot(
-                [r["epoch"] for r in with_loss], [r["loss"] for r in with_loss], label=label
-            )
+            loss_ax.plot([r.epoch for r in with_loss], [r.loss for r in with_loss], label=label)
         if with_metric:
             metric_ax.plot(
-                [r["epoch"] for r in with_metric],
-                [r[f"valid_{metric}"] for r in with_metric],
+                [r.epoch for r in with_metric],
+                [r.valid[metric] for r in with_metric],
                 marker="o" if len(with_metric) == 1 else None,
                 label=label,
             )

@@ -19,12 +19,11 @@ import time
 
 import torch
 
+from tgraph.config import ExperimentConfig, ModelEntry
 from tgraph.data import data_root, protocols
 from tgraph.eval.evaluator import Evaluator
-from tgraph.models.lightgcn import LightGCN
 from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
-from tgraph.train.seed import seed_everything
-from tgraph.train.trainer import Trainer
+from tgraph.train.recipe import build_trainer
 
 
 def best_of(fn, repeats: int) -> float:
@@ -45,10 +44,12 @@ def main() -> None:
     parser.add_argument("--epoch-batches", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    seed_everything(0)
 
     split = protocols.lightgcn(data_root())
-    model = LightGCN(split, {"embedding_dim": 64, "n_layers": 3})
+    entry = ModelEntry(name="lightgcn", config={"embedding_dim": 64, "n_layers": 3})
+    train = {"batch_size": 2048, "lr": 1e-3, "progress": True, "epochs": 1}
+    trainer = build_trainer(split, entry, 0, ExperimentConfig(models=[entry], train=train))
+    model = trainer.model
     graph, feat = model.graph, model.embedding.weight.detach()
     print(f"graph: {graph.num_nodes():,} nodes, {graph.num_edges():,} edges; dim 64")
 
@@ -68,7 +69,6 @@ def main() -> None:
     print(f"fused 3-layer mean (forward, 3 SpMM):                     {mean * 1e3:8.1f} ms")
     print(f"ratio 3-layer mean / (3 x floor):                         {mean / (3 * floor):8.2f}")
 
-    trainer = Trainer(model, split, {"batch_size": 2048, "lr": 1e-3, "progress": True, "epochs": 1})
     n_batches = -(-len(split.train) // 2048)
     done = min(args.epoch_batches or n_batches, n_batches)
     start = time.perf_counter()

@@ -11,10 +11,10 @@ from scipy.stats import ortho_group
 from tgraph import models
 from tgraph.analysis import evolution as ev
 from tgraph.data import load, preprocess
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import chronological_split
 from tgraph.data.synthetic import generate
+from tgraph.errors import DataError
 from tgraph.train.trainer import Trainer
 
 DAY = 86_400

@@ -10,8 +10,8 @@ from tgraph.analysis import report, spatial
 from tgraph.analysis.stratify import STRATA
 from tgraph.config import load_config
 from tgraph.data import registry
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
+from tgraph.errors import DataError, RunDirError
 from tgraph.experiment import run_experiment
 
 SMALL = {"n_users": 100, "n_pois": 150, "n_events": 6000}
@@ -188,5 +188,5 @@ def test_run_report_stratifies_a_finished_run(tmp_path):
     assert len(pngs) == len(STRATA) * 2
     assert all(p.read_bytes()[:8] == PNG for p in pngs)
     assert np.array_equal(pd.read_csv(out / "strata.csv")["query"], np.sort(per_query["query"]))
-    with pytest.raises(DataError, match="no config.yaml"):
+    with pytest.raises(RunDirError, match="no config.yaml"):
         report.run_report(tmp_path)

@@ -9,9 +9,9 @@ import pytest
 from tgraph import models
 from tgraph.analysis import stratify as st
 from tgraph.data import preprocess, protocols
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split, empty_targets
+from tgraph.errors import DataError
 from tgraph.eval.evaluator import Evaluator
 
 DAY, HOUR = 86_400, 3600

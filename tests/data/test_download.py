@@ -12,8 +12,9 @@ from urllib.parse import unquote
 import pytest
 
 from tgraph.data import load, registry
-from tgraph.data.download import DownloadError, download, extract, fetch, file_sha256
+from tgraph.data.download import download, extract, fetch, file_sha256
 from tgraph.data.registry import DatasetSpec, Resource
+from tgraph.errors import DownloadError
 
 # sha256 of the .gz files, from gowalla_mat/PROVENANCE.md and gowalla_lightgcn/PROVENANCE.md
 MAT_TRAIN_GZ = "650e6250e4a7c475d8f7f29caca8dac89ed45506c3e8fa60ebbd449558f059f8"

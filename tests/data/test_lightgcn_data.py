@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgraph.data.errors import DataError, DatasetNotFoundError
 from tgraph.data.protocols import hold_out_per_user, lightgcn
 from tgraph.data.readers.lightgcn import read_lightgcn
-from tgraph.data.split import LeakageError
+from tgraph.errors import DataError, DatasetNotFoundError, LeakageError
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.protocols import getnext_nyc, next_poi_chronological
 from tgraph.data.readers.getnext import read_getnext_csv
-from tgraph.data.split import LeakageError
+from tgraph.errors import DataError, LeakageError
 
 H = 3600
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgraph.data.errors import DataError, DatasetNotFoundError
 from tgraph.data.readers import read_gowalla_mat, read_movielens_100k, read_table, read_tsmc
 from tgraph.data.readers.mat import WEEK0
 from tgraph.data.readers.tsmc import TIME_FORMAT, parse_utc_time
+from tgraph.errors import DataError, DatasetNotFoundError
 
 # ----------------------------------------------------------------------------- TSMC
 

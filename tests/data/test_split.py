@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import (
     LeakageError,
@@ -18,6 +17,7 @@ from tgraph.data.split import (
     leave_last_out,
     trajectories,
 )
+from tgraph.errors import DataError
 
 H = 3600
 

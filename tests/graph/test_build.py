@@ -6,11 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pydantic import ValidationError
 
 from tests.graph.conftest import TOY_EVENTS, TOY_ITEMS, make_toy, random_interactions
-from tgraph.data.errors import DataError
+from tgraph.config import validate_model
 from tgraph.data.geo import haversine
 from tgraph.data.synthetic import generate
+from tgraph.errors import ConfigError, DataError
 from tgraph.graph import GraphSpec, build_graph, reverse, timed_etypes
 from tgraph.graph.spec import (
     AT_SLOT,
@@ -183,18 +185,28 @@ def test_reverse_relations_mirror_forward_ones(toy):
 
 
 # ------------------------------------------------------------------------------ spec
-def test_spec_rejects_unknown_keys_and_bad_values():
-    with pytest.raises(DataError, match="unknown graph spec key 'near_kk'"):
-        GraphSpec.from_dict({"near_kk": 3})
-    with pytest.raises(DataError, match="near_k"):
+def test_spec_rejects_unknown_keys_and_bad_values(toy):
+    """Every bad value raises one ConfigError naming ``graph.<key>``, before any graph work."""
+    bad_values = [
+        ({"near_kk": 3}, "near_kk", "Extra inputs"),
+        ({"near_k": -1}, "near_k", "greater than or equal to 0"),
+        ({"time_slots": -24}, "time_slots", "greater than or equal to 0"),
+        ({"time_slots": 86401}, "time_slots", "less than or equal to 86400"),
+        ({"near_radius_km": 0}, "near_radius_km", "greater than 0"),
+        ({"max_gap_seconds": 2.5}, "max_gap_seconds", "valid integer"),
+        ({"near_k": "5"}, "near_k", "valid integer"),
+        ({"categories": 1}, "categories", "valid boolean"),
+        ({"time_slots": True}, "time_slots", "valid integer"),
+    ]
+    for bad, key, problem in bad_values:
+        with pytest.raises(ConfigError, match=rf"key 'graph\.{key}': .*{problem}"):
+            build_graph(toy, bad)
+    with pytest.raises(ValidationError):
         GraphSpec(near_k=-1)
-    with pytest.raises(DataError, match="time_slots"):
-        GraphSpec.from_dict({"time_slots": -24})
-    for bad in ({"near_k": "5"}, {"categories": 1}, {"time_slots": True}):
-        with pytest.raises(DataError, match=f"{next(iter(bad))}=.* wrong type"):
-            GraphSpec.from_dict(bad)
-    spec = GraphSpec.from_dict({"time_slots": 24, "categories": True})
-    assert GraphSpec.from_dict(spec.to_dict()) == spec
+    spec = GraphSpec.model_validate({"time_slots": 24, "categories": True, "near_radius_km": 3})
+    assert spec.near_radius_km == 3.0 and isinstance(spec.near_radius_km, float)
+    assert GraphSpec.model_validate(spec.model_dump()) == spec
+    assert validate_model(GraphSpec, None, "graph") == GraphSpec()
 
 
 def test_summary_and_repr(toy):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.graph.conftest import random_interactions
-from tgraph.data.errors import DataError
+from tgraph.errors import DataError
 from tgraph.graph import build_graph, graph_before, load_graph, save_graph
 
 

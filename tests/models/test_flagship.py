@@ -29,7 +29,7 @@ def _model(split, **config) -> STHeteroRec:
 
 def test_shapes_predict_matches_full_sort(split):
     model = _model(split).eval()
-    assert model.input_type == "sequence" and model.history_len == 8
+    assert model.history_len == 8
     queries, _ = target_queries(split, "test", model.history_len)
     full = model.full_sort_predict(queries)
     assert full.shape == (len(queries), split.n_items) and torch.isfinite(full).all()
@@ -45,7 +45,7 @@ def test_gradients_reach_every_parameter(split):
     queries, _ = target_queries(split, "valid", model.history_len)
     batch = Batch(queries[:32], torch.randint(0, split.n_items, (32,)))
     loss = model.calculate_loss(batch)
-    assert model.config["loss"] == "ce" and torch.isfinite(loss)
+    assert model.config.loss == "ce" and torch.isfinite(loss)
     loss.backward()
     for name, param in model.named_parameters():
         if name == "empty" and bool((queries[:32].hist_len > 0).all()):
@@ -58,10 +58,10 @@ def test_ablation_flags_change_the_graph(split):
     full = _model(split)
     assert {"user", "item", "location"} == set(full.graph.ntypes)
     assert {"transition", "visits", "near", "in_location", "interacts"} <= set(full.graph.etypes)
-    no_transition = _model(split, use_transition=False)
+    no_transition = _model(split, graph={"transitions": False})
     assert "transition" not in no_transition.graph.etypes
     assert "rev_transition" not in no_transition.graph.etypes
-    no_location = _model(split, use_location=False)
+    no_location = _model(split, graph={"locations": False})
     assert "location" not in no_location.graph.ntypes
     assert not {"visits", "near", "in_location"} & set(no_location.graph.etypes)
     no_user = _model(split, use_user_relation=False)
@@ -104,13 +104,13 @@ def test_distance_flag(split):
     items["lat"] = items["lat"] + 0.3 * (items.index % 3)  # move POIs apart
     queries, _ = target_queries(split, "test", 8)
     for flag in (True, False):
-        a = _model(split, use_distance=flag, use_location=False).eval()
+        a = _model(split, use_distance=flag, graph={"locations": False}).eval()
         b = _model(
             dataclasses.replace(
                 split, train=split.train.with_events(split.train.events, items=items)
             ),
             use_distance=flag,
-            use_location=False,
+            graph={"locations": False},
         ).eval()
         same = torch.allclose(a.full_sort_predict(queries), b.full_sort_predict(queries))
         assert same != flag  # coordinates matter exactly when the distance flag is on

@@ -97,7 +97,7 @@ def test_training_beats_popularity_on_planted_clusters():
     pop_recall = pop.evaluate("test", ("recall@5",)).metrics["recall@5"]
     gnn_recall = gnn.evaluate("test", ("recall@5",)).metrics["recall@5"]
     assert gnn_recall > pop_recall + 0.5, (gnn_recall, pop_recall)
-    assert np.isfinite(gnn.history[-1]["loss"])
+    assert np.isfinite(gnn.history[-1].loss)
 
 
 def test_drop_ntypes():

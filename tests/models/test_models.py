@@ -8,6 +8,7 @@ import torch
 
 import tgraph.models as models
 from tests.models.helpers import make_interactions, random_split, tiny_split
+from tgraph.errors import ConfigError
 from tgraph.graph.bipartite import bipartite_graph
 from tgraph.models.base import Batch, Queries, build_queries, target_queries
 from tgraph.nn import LightGCNConv
@@ -21,7 +22,7 @@ def test_registry():
 
 
 def test_unknown_config_key_raises():
-    with pytest.raises(KeyError, match="embeding_dim"):
+    with pytest.raises(ConfigError, match="key 'config.embeding_dim'"):
         models.get("bprmf")(tiny_split(), {"embeding_dim": 8})
 
 

@@ -7,6 +7,7 @@ from tests.models.helpers import (
     synthetic_acc10,
     tiny_split,
 )
+from tgraph.errors import ConfigError
 from tgraph.models import get
 from tgraph.models.base import Batch, Queries, target_queries
 from tgraph.models.gru4rec import GRU4Rec
@@ -37,10 +38,10 @@ def test_registry_and_contract_attributes():
     assert get("SASRec") is SASRec and get("gru4rec") is GRU4Rec
     for name in MODELS:
         model = make(name)
-        assert model.input_type == "sequence" and model.needs_training
-        assert model.history_len == 8 and model.config["loss"] == "ce"
+        assert model.needs_training
+        assert model.history_len == 8 and model.config.loss == "ce"
         assert model.item_emb.padding_idx == model.n_items
-        with pytest.raises(KeyError, match="max_lenn"):
+        with pytest.raises(ConfigError, match="key 'config.max_lenn'"):
             get(name)(random_split(), {"max_lenn": 3})
 
 

@@ -9,6 +9,7 @@ from tests.models.helpers import (
     synthetic_acc10,
     tiny_split,
 )
+from tgraph.errors import ConfigError
 from tgraph.models import get
 from tgraph.models.base import Batch, Queries, target_queries
 from tgraph.models.tgat import TGAT
@@ -44,11 +45,11 @@ QUERIES = history_queries(
 
 def test_registry_and_contract_attributes():
     model = make()
-    assert get("TGAT") is TGAT and model.input_type == "sequence" and model.needs_training
-    assert model.history_len == 8 and model.config["loss"] == "ce"
-    with pytest.raises(KeyError, match="max_lenn"):
+    assert get("TGAT") is TGAT and model.needs_training
+    assert model.history_len == 8 and model.config.loss == "ce"
+    with pytest.raises(ConfigError, match="key 'config.max_lenn'"):
         get("tgat")(random_split(), {"max_lenn": 3})
-    with pytest.raises(ValueError, match="max_len"):
+    with pytest.raises(ConfigError, match="key 'config.max_len'"):
         get("tgat")(random_split(), {"max_len": 0})
     with pytest.raises(ValueError, match="history"):
         model.full_sort_predict(Queries(user=QUERIES.user[:1], timestamp=QUERIES.timestamp[:1]))

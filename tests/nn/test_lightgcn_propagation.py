@@ -8,8 +8,8 @@ import tgraph.models as models
 from tests.models.helpers import random_split
 from tgraph.models.base import Batch, Queries
 from tgraph.models.bprmf import l2_rows
+from tgraph.models.losses import loss_from_scores
 from tgraph.nn.lightgcn_conv import LightGCNConv, LightGCNPropagation, symmetric_norm
-from tgraph.train.losses import loss_from_scores
 
 
 def _directed_graph() -> dgl.DGLGraph:

@@ -1,7 +1,4 @@
-"""Losses, negative samplers, seeding, checkpoint resume, early stopping and a real-data run."""
-
-import json
-import math
+"""Negative samplers, seeding, checkpoint resume, early stopping and a real-data run."""
 
 import numpy as np
 import pytest
@@ -11,33 +8,16 @@ import tgraph.models as models
 from tests.models.helpers import make_interactions, random_split
 from tgraph.data.geo import haversine
 from tgraph.data.paths import data_root
+from tgraph.errors import ConfigError
 from tgraph.eval import Evaluator
+from tgraph.runs import RunDir
 from tgraph.train import (
     NegativeSampler,
     PopularitySampler,
     SpatialSampler,
-    TrainConfig,
     Trainer,
-    bpr_loss,
-    full_ce_loss,
-    sampled_softmax_loss,
     seed_everything,
 )
-
-
-def test_losses_by_hand():
-    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[1.0, 2.0], [0.0, -1.0]])
-    expected = -np.mean(np.log(1 / (1 + np.exp(-np.array([1.0, 0.0, 0.0, 1.0])))))
-    assert bpr_loss(pos, neg).item() == pytest.approx(expected)
-    scores = torch.tensor([[1.0, 0.0, 0.0]])
-    assert full_ce_loss(scores, torch.tensor([0])).item() == pytest.approx(
-        -math.log(math.e / (math.e + 2))
-    )
-    full = full_ce_loss(scores, torch.tensor([0])).item()
-    assert sampled_softmax_loss(scores).item() == pytest.approx(full)
-    log_q = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
-    corrected = -math.log(2 * math.e / (2 * math.e + 8))
-    assert sampled_softmax_loss(scores, log_q).item() == pytest.approx(corrected)
 
 
 def _train():
@@ -82,13 +62,15 @@ def test_spatial_sampler_draws_nearest_items():
     assert set(np.unique(neg)) <= {3, 5}
 
 
-def _fit(split, name="bprmf", epochs=4, **config):
-    seed_everything(0)
-    model = models.get(name)(split)
+def _fit(split, name="bprmf", epochs=4, run_dir=None, **config):
+    def build():
+        seed_everything(0)
+        return models.get(name)(split)
+
     options = dict(epochs=epochs, batch_size=32, lr=0.01, progress=False, patience=100)
     options.update(config)
-    trainer = Trainer(model, split, options)
-    trainer.fit(resume=config.get("checkpoint_dir") is not None)
+    trainer = Trainer(build(), split, options, run_dir=run_dir, rebuild=build)
+    trainer.fit(resume=run_dir is not None)
     return trainer
 
 
@@ -96,31 +78,29 @@ def test_same_seed_same_run():
     split = random_split()
     first = _fit(split, "lightgcn", 2, batch_size=128)
     second = _fit(split, "lightgcn", 2, batch_size=128)
-    assert [r["loss"] for r in first.history] == [r["loss"] for r in second.history]
+    assert [r.loss for r in first.history] == [r.loss for r in second.history]
     assert first.evaluate("test").metrics == second.evaluate("test").metrics
 
 
 def test_resume_equals_uninterrupted(tmp_path):
     split = random_split()
     full = _fit(split, "bprmf", 4, negatives="popularity", n_neg=2)
-    _fit(split, "bprmf", 2, negatives="popularity", n_neg=2, checkpoint_dir=str(tmp_path))
-    resumed = _fit(split, "bprmf", 4, negatives="popularity", n_neg=2, checkpoint_dir=str(tmp_path))
-    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in full.history]
+    _fit(split, "bprmf", 2, negatives="popularity", n_neg=2, run_dir=RunDir(tmp_path))
+    resumed = _fit(split, "bprmf", 4, negatives="popularity", n_neg=2, run_dir=RunDir(tmp_path))
+    assert [r.loss for r in resumed.history] == [r.loss for r in full.history]
     for key, value in full.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
     assert (tmp_path / "best.pt").exists()
 
 
 def test_early_stopping_selects_on_validation_and_logs(tmp_path):
-    log_path = tmp_path / "log.jsonl"
-    trainer = _fit(random_split(), "bprmf", 30, patience=2, lr=0.5, log_path=str(log_path))
+    run_dir = RunDir(tmp_path)
+    trainer = _fit(random_split(), "bprmf", 30, patience=2, lr=0.5, run_dir=run_dir)
     history = trainer.history
-    values = [r["valid_ndcg@20"] for r in history]
+    values = [r.valid["ndcg@20"] for r in history]
     assert trainer.best_epoch == 1 + int(np.argmax(values))
     assert len(history) < 30 and len(history) == trainer.best_epoch + 2
-    assert all("test" not in key for r in history for key in r)
-    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
-    assert [r["epoch"] for r in lines] == [r["epoch"] for r in history]
+    assert run_dir.read_curve() == history
     # the best weights are restored
     restored = Evaluator(trainer.split, "valid", ["ndcg@20"]).evaluate(trainer.model)
     assert restored.metrics["ndcg@20"] == pytest.approx(max(values))
@@ -128,8 +108,8 @@ def test_early_stopping_selects_on_validation_and_logs(tmp_path):
 
 def test_lr_decays_on_plateau_and_the_decay_is_logged():
     trainer = _fit(random_split(), "bprmf", 30, patience=6, lr=0.5, lr_decay=0.1, lr_patience=2)
-    lrs, history = [r["lr"] for r in trainer.history], trainer.history
-    improved = [r["best_epoch"] == r["epoch"] for r in history]
+    lrs, history = [r.lr for r in trainer.history], trainer.history
+    improved = [r.best_epoch == r.epoch for r in history]
     stale, expected, lr = 0, [], 0.5
     for better in improved:  # eval_every=1: every epoch is validated
         stale = 0 if better else stale + 1
@@ -141,25 +121,25 @@ def test_lr_decays_on_plateau_and_the_decay_is_logged():
 
 def test_time_budget_stops_training_and_validates_the_last_epoch():
     trainer = _fit(random_split(), "bprmf", 1000, eval_every=50, time_budget_s=0.0)
-    assert len(trainer.history) == 1 and "valid_ndcg@20" in trainer.history[0]
+    assert len(trainer.history) == 1 and "ndcg@20" in trainer.history[0].valid
     assert trainer.best_epoch == 1
 
 
 def test_refit_retrains_on_train_and_valid_with_the_selected_schedule(tmp_path):
     split = random_split()
-    options = dict(batch_size=128, lr_decay=0.5, lr_patience=1, checkpoint_dir=str(tmp_path))
+    options = dict(batch_size=128, lr_decay=0.5, lr_patience=1, run_dir=RunDir(tmp_path))
     trainer = _fit(split, "lightgcn", 8, refit=True, **options)
-    selection = [r for r in trainer.history if not r.get("refit")]
-    refits = [r for r in trainer.history if r.get("refit")]
+    selection = [r for r in trainer.history if not r.refit]
+    refits = [r for r in trainer.history if r.refit]
     best = trainer.best_epoch
-    assert [r["refit_epoch"] for r in refits] == list(range(1, best + 1))
-    assert [r["lr"] for r in refits] == [0.01] + [r["lr"] for r in selection[: best - 1]]
-    assert all("valid_ndcg@20" not in r for r in refits)
+    assert [r.refit_epoch for r in refits] == list(range(1, best + 1))
+    assert [r.lr for r in refits] == [0.01] + [r.lr for r in selection[: best - 1]]
+    assert not any(r.validated for r in refits)
     pairs = len(split.train) + len(split.valid)  # distinct (user, item) pairs here
     assert trainer.model.graph.num_edges() == 2 * pairs
     assert len(trainer._samples[1]) == pairs
     # retrained from the seeded initialisation: the same first loss up to the extra events
-    assert refits[0]["loss"] == pytest.approx(selection[0]["loss"], rel=0.2)
+    assert refits[0].loss == pytest.approx(selection[0].loss, rel=0.2)
     assert (tmp_path / "refit.pt").exists()
 
 
@@ -169,8 +149,8 @@ def test_refit_needs_a_model_that_can_observe():
 
 
 def test_bad_lr_decay_raises():
-    with pytest.raises(ValueError, match="lr_decay"):
-        TrainConfig.from_dict({"lr_decay": 0.0})
+    with pytest.raises(ConfigError, match="key 'train.lr_decay'"):
+        Trainer(models.get("pop")(random_split()), random_split(), {"lr_decay": 0.0})
 
 
 def test_statistical_models_are_fitted_not_trained():
@@ -179,7 +159,7 @@ def test_statistical_models_are_fitted_not_trained():
 
 
 def test_unknown_trainer_option_raises():
-    with pytest.raises(KeyError, match="epoch"):
+    with pytest.raises(ConfigError, match="key .train.epoch.: Extra inputs"):
         Trainer(models.get("pop")(random_split()), random_split(), {"epoch": 3})
 
 

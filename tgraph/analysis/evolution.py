@@ -23,7 +23,7 @@ any temporal order is destroyed); :func:`drift_summary` compares the two.
 
 **Embedding drift.** :func:`snapshot_embeddings` trains a model (any
 :class:`~tgraph.models.base.EmbeddingRecommender`, e.g. ``bprmf`` or ``lightgcn``) with the
-:class:`~tgraph.train.trainer.Trainer` on cumulative snapshots (events before the cut at each
+training recipe (:mod:`tgraph.train.recipe`) on cumulative snapshots (events before the cut at each
 fraction of the events; the next ``valid_fraction`` of the events selects the epoch).
 Embedding spaces of separate trainings are only defined up to a rotation, so
 :func:`embedding_drift` first aligns snapshot ``a`` onto ``b`` by orthogonal Procrustes,
@@ -52,15 +52,14 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.distance import jensenshannon
 from tqdm.auto import tqdm
 
-from tgraph import models
 from tgraph.analysis.plots import new_figure, save_png
-from tgraph.data.errors import DataError
+from tgraph.config import ExperimentConfig, ModelEntry
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import deduplicate
 from tgraph.data.split import chronological_split
+from tgraph.errors import DataError
 from tgraph.models.base import EmbeddingRecommender, Queries
-from tgraph.train.seed import seed_everything
-from tgraph.train.trainer import TrainConfig, Trainer
+from tgraph.train.recipe import build_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -408,18 +407,18 @@ def snapshot_embeddings(
             fix="use fractions in (0, 1 - valid_fraction), e.g. (0.3, 0.6, 0.9)",
         )
     inter, _ = deduplicate(inter)
-    options = {"epochs": 20, "patience": 3, "progress": False, **(train_config or {}), "seed": seed}
+    options = {"epochs": 20, "patience": 3, "progress": False, **(train_config or {})}
+    entry = ModelEntry(name=model, config=model_config or {})
+    experiment = ExperimentConfig(models=[entry], train=options)
     snapshots = []
     for fraction in tqdm(fractions, desc=f"{model} snapshots", leave=False):
         split = chronological_split(
             inter, ratios=(fraction, valid_fraction, 1 - fraction - valid_fraction)
         )
-        seed_everything(seed)
-        net = models.get(model)(split, model_config)
-        _check_embedding_model(net)
-        trainer = Trainer(net, split, TrainConfig.from_dict(options))
+        trainer = build_trainer(split, entry, seed, experiment)
+        _check_embedding_model(trainer.model)
         trainer.fit()
-        user_emb, item_emb = model_embeddings(net)
+        user_emb, item_emb = model_embeddings(trainer.model)
         train = split.train.events
         snapshots.append(
             Snapshot(

@@ -27,9 +27,9 @@ import pandas as pd
 from tgraph.analysis.plots import new_figure, save_png
 from tgraph.analysis.spatial import event_coordinates, event_locations
 from tgraph.analysis.temporal import consecutive_events
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import time_features
+from tgraph.errors import DataError
 
 logger = logging.getLogger(__name__)
 

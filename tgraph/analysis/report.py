@@ -19,10 +19,10 @@ replace any ``region`` the data brings (e.g. the synthetic data's true regions).
 so concatenating would need a re-coding, and the training part is what models learn from.
 Other parts are chosen with the reader's own ``part=...`` option.
 
-:func:`run_report` rebuilds the test split of a finished run directory from its
-``config.yaml`` (:func:`tgraph.experiment.prepare_split`) and writes the stratified metrics of
-its ``per_query.csv`` (:func:`~tgraph.analysis.stratify.stratified_metrics`) with one bar chart
-per stratum and metric.
+:func:`run_report` rebuilds the test split of a finished run directory from its recorded
+configuration (:func:`tgraph.experiment.prepare_split`) and writes the stratified metrics of
+its per-query results (:func:`~tgraph.analysis.stratify.stratified_metrics`) with one bar
+chart per stratum and metric.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ import pandas as pd
 import yaml
 
 from tgraph.analysis import evolution, patterns, spatial, stratify, temporal
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
+from tgraph.errors import DataError
+from tgraph.runs import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -365,29 +366,21 @@ def run_report(
     root: str | Path | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Stratified test metrics of a finished run directory (``config.yaml``, ``per_query.csv``).
+    """Stratified test metrics of a finished run directory (its configuration and per-query
+    results; :class:`~tgraph.runs.RunDir`).
 
     The split is rebuilt from the config's ``dataset`` section; ``out`` defaults to
     ``<run_dir>/analysis``. Writes ``strata.csv`` (per query), ``stratified.csv`` (per stratum
     level and metric, bootstrap CI over ``n_boot`` resamples) and ``<stratum>_<metric>.png``
     for ``metrics`` (default: the run's configured metrics). Returns ``{"table", "files"}``.
     """
-    from tgraph.config import DatasetConfig
+    from tgraph.config import DatasetConfig, validate_model
     from tgraph.experiment import prepare_split
 
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise DataError(
-            "no config.yaml in the run directory",
-            source=str(run_dir),
-            fix="pass runs/<experiment>/<dataset>/<model>/seed<k>/ written by tgraph run",
-        )
-    config = yaml.safe_load(config_path.read_text()) or {}
-    if "dataset" not in config:
-        raise DataError("config.yaml has no 'dataset' section", source=str(config_path))
-    per_query = stratify.load_per_query(run_dir)
-    split = prepare_split(DatasetConfig.model_validate(config["dataset"]), root)
+    run = RunDir(run_dir)
+    config = run.read_config()
+    per_query = stratify.load_per_query(run.path)
+    split = prepare_split(validate_model(DatasetConfig, config.get("dataset"), "dataset"), root)
     strata = stratify.query_strata(split, "test")
     if metrics is None:
         names = [m.lower() for m in config.get("metrics", [])]
@@ -395,7 +388,7 @@ def run_report(
     table = stratify.stratified_metrics(
         per_query, strata, metrics=metrics, n_boot=n_boot, seed=seed
     )
-    out = Path(out) if out is not None else run_dir / "analysis"
+    out = Path(out) if out is not None else run.layout.analysis
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "strata.csv", out / "stratified.csv"]
     strata.to_csv(files[0], index=False)
@@ -404,5 +397,5 @@ def run_report(
         for metric in table["metric"].unique():
             path = out / f"{stratum}_{metric.replace('@', '_at_')}.png"
             files.append(stratify.plot_strata(table, stratum, metric, path))
-    logger.info("stratified %s: %d files in %s", run_dir, len(files), out)
+    logger.info("stratified %s: %d files in %s", run.path, len(files), out)
     return {"table": table, "files": files}

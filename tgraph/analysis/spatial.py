@@ -20,10 +20,10 @@ import pandas as pd
 
 from tgraph.analysis.plots import new_figure, save_png
 from tgraph.analysis.temporal import consecutive_events, log_histogram
-from tgraph.data.errors import DataError
 from tgraph.data.geo import KM_PER_DEGREE, from_unit_vectors, haversine, to_unit_vectors
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import fit_kmeans, item_coordinates, time_features
+from tgraph.errors import DataError
 
 logger = logging.getLogger(__name__)
 

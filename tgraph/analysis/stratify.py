@@ -13,7 +13,7 @@
   do, ``"mixed"`` otherwise.
 
 :func:`stratified_metrics` joins these with a per-query table (an
-:class:`~tgraph.eval.evaluator.EvalResult`, a frame, a ``per_query.csv`` or a run directory; the
+:class:`~tgraph.eval.evaluator.EvalResult`, a frame, a per-query CSV or a run directory; the
 join is on the query id) and reports, per stratum level and metric, the number of queries, the
 mean and a percentile bootstrap confidence interval (resampling the level's queries with
 replacement, ``n_boot`` times, seeded per level so levels do not depend on each other).
@@ -30,10 +30,11 @@ import numpy as np
 import pandas as pd
 
 from tgraph.analysis.plots import new_figure, save_png
-from tgraph.data.errors import DataError
 from tgraph.data.preprocess import time_features
 from tgraph.data.split import EVENT_KEY, Split
+from tgraph.errors import DataError
 from tgraph.models.base import context_events
+from tgraph.runs import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -77,20 +78,20 @@ def bootstrap_ci(
 
 
 def load_per_query(run: Any) -> pd.DataFrame:
-    """The per-query table of ``run``: an EvalResult, a DataFrame, a ``per_query.csv`` file or a
-    run directory holding one."""
+    """The per-query table of ``run``: an EvalResult, a DataFrame, a per-query CSV file or a
+    finished run directory."""
     if hasattr(run, "per_query"):
         return run.per_query
     if isinstance(run, pd.DataFrame):
         return run
     path = Path(run)
     if path.is_dir():
-        path = path / "per_query.csv"
+        path = RunDir(path).layout.per_query
     if not path.is_file():
         raise DataError(
             "no per-query table found",
             source=str(path),
-            fix="pass a run directory written by tgraph.experiment (it holds per_query.csv)",
+            fix="pass a finished run directory written by tgraph run",
         )
     return pd.read_csv(path)
 

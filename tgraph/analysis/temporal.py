@@ -26,9 +26,9 @@ from scipy import signal
 from tqdm.auto import tqdm
 
 from tgraph.analysis.plots import mark_x, new_figure, save_png
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import time_features
+from tgraph.errors import DataError
 
 logger = logging.getLogger(__name__)
 

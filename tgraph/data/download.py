@@ -24,14 +24,11 @@ from tqdm.auto import tqdm
 from tgraph.data.paths import data_root
 from tgraph.data.readers._io import resolve
 from tgraph.data.registry import Resource, get_spec
+from tgraph.errors import DownloadError
 
 logger = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
-
-
-class DownloadError(OSError):
-    """A download failed, was cut short, or did not match its checksum."""
 
 
 class _Interrupted(Exception):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tgraph.data.errors import DataError
+from tgraph.errors import DataError
 
 REQUIRED_COLUMNS = ("user", "item", "timestamp")
 #: optional event columns and the dtype kind they must have ("i" integer, "f" float, "O" any)

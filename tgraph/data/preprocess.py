@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from tgraph.data.errors import DataError
 from tgraph.data.geo import (
     KM_PER_DEGREE,
     chord_to_km,
@@ -32,6 +31,7 @@ from tgraph.data.geo import (
     to_unit_vectors,
 )
 from tgraph.data.interactions import Interactions
+from tgraph.errors import DataError
 
 logger = logging.getLogger(__name__)
 

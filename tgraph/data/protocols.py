@@ -4,6 +4,9 @@
 - :func:`next_poi_chronological`: the same recipe for any check-in table (STHGCN-style).
 - :func:`lightgcn`: the NGCF/LightGCN top-K protocol on a released train/test split.
 
+:data:`PROTOCOLS` names them (and the generic builders of :mod:`tgraph.data.split`) for
+``dataset.protocol`` in experiment configs.
+
 Each preset records every count it filters in ``split.report`` and ends with
 :meth:`Split.check_no_leakage`.
 """
@@ -11,14 +14,13 @@ Each preset records every count it filters in ``split.report`` and ends with
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.readers.getnext import read_getnext_csv
 from tgraph.data.readers.lightgcn import read_lightgcn
@@ -27,13 +29,16 @@ from tgraph.data.split import (
     EVENT_KEY,
     Split,
     check_ratios,
+    chronological_split,
     drop_unseen,
     empty_targets,
     event_targets,
     last_of_trajectory,
+    leave_last_out,
     require_no_duplicates,
     trajectories,
 )
+from tgraph.errors import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -367,3 +372,14 @@ def lightgcn(root: Path, valid_ratio: float = 0.1, seed: int = 0) -> Split:
     )
     split.report["leakage_checks"] = split.check_no_leakage()
     return split
+
+
+#: protocol presets (``dataset.protocol``): name -> (kind, builder); "interactions" builders
+#: take the loaded table, "root" builders read their own fixed files from the dataset's folder
+PROTOCOLS: dict[str, tuple[str, Callable[..., Split]]] = {
+    "next_poi_chronological": ("interactions", next_poi_chronological),
+    "chronological": ("interactions", chronological_split),
+    "leave_last_out": ("interactions", leave_last_out),
+    "getnext_nyc": ("root", getnext_nyc),
+    "lightgcn": ("root", lightgcn),
+}

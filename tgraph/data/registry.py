@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tgraph.data.errors import DatasetNotFoundError
 from tgraph.data.paths import data_root
 from tgraph.data.readers._io import resolve
+from tgraph.errors import DatasetNotFoundError
 
 
 @dataclass(frozen=True)

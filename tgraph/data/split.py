@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
+from tgraph.errors import DataError, LeakageError
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,6 @@ TARGET_COLUMNS = ("query", "user", "item", "timestamp")
 EVENT_KEY = ("user", "item", "timestamp")
 #: values of :attr:`Split.time_order`
 TIME_ORDERS = ("global", "per_user", None)
-
-
-class LeakageError(DataError):
-    """A split lets validation or test information into the training part."""
 
 
 def empty_targets() -> pd.DataFrame:

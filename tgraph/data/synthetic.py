@@ -65,9 +65,9 @@ import pandas as pd
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from tgraph.data.errors import DataError
 from tgraph.data.geo import KM_PER_DEGREE, chord_to_km, haversine, to_unit_vectors
 from tgraph.data.interactions import Interactions
+from tgraph.errors import DataError
 
 #: (mean hour, std hours) of the weekday activity peaks: morning, lunch, evening
 WEEKDAY_PEAKS = ((8.5, 1.0), (12.5, 1.0), (19.0, 1.5))

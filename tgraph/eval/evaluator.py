@@ -33,8 +33,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from tgraph.data.errors import DataError
 from tgraph.data.split import Split
+from tgraph.errors import DataError
 from tgraph.eval import metrics as M
 from tgraph.models.base import Queries, Recommender, target_queries
 

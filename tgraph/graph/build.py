@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tgraph.data.errors import DataError
+from tgraph.config import validate_model
 from tgraph.data.geo import haversine
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import item_coordinates, knn_pois, radius_pois, time_features
+from tgraph.errors import DataError
 from tgraph.graph.hetero import GraphMeta, TemporalHeteroGraph, time_span
 from tgraph.graph.spec import (
     AT_SLOT,
@@ -281,9 +282,10 @@ def build_graph(
 
     ``user`` / ``item`` node counts are the catalogue sizes ``train.n_users`` /
     ``train.n_items``, so node ids are the split's codes. ``spec`` is a :class:`GraphSpec` or
-    a mapping of its fields (unknown keys raise :class:`DataError`).
+    a mapping of its fields (a bad key raises :class:`~tgraph.errors.ConfigError` naming
+    ``graph.<key>``).
     """
-    spec = spec if isinstance(spec, GraphSpec) else GraphSpec.from_dict(spec)
+    spec = validate_model(GraphSpec, spec, "graph")
     ev = train.events
     item = ev["item"].to_numpy(dtype=np.int64)
     ts = torch.tensor(ev["timestamp"].to_numpy(dtype=np.int64))
@@ -320,7 +322,7 @@ def build_graph(
     t_min, t_max = time_span(graph)
     meta = GraphMeta(
         name=train.name,
-        spec=spec.to_dict(),
+        spec=spec.model_dump(),
         user_raw_ids=train.users["raw_id"].tolist(),
         item_raw_ids=train.items["raw_id"].tolist(),
         t_min=t_min,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dgl
 
-from tgraph.data.errors import DataError
+from tgraph.errors import DataError
 from tgraph.graph.hetero import GraphMeta, TemporalHeteroGraph
 
 FORMAT_VERSION = 1

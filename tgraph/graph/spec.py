@@ -29,11 +29,11 @@ Timed relations keep one edge per event, so a view "as of time t" is an exact ed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Annotated
 
-from tgraph.data.errors import DataError
+from pydantic import ConfigDict, Field, NonNegativeInt, PositiveFloat
+
+from tgraph.config import StrictModel
 
 USER, ITEM, LOCATION, TIMESLOT, CATEGORY = "user", "item", "location", "timeslot", "category"
 
@@ -48,18 +48,6 @@ OF_CATEGORY = (ITEM, "of_category", CATEGORY)
 REVERSE_PREFIX = "rev_"
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "locations": (bool,),
-    "near_k": (int,),
-    "near_radius_km": (int, float, type(None)),
-    "transitions": (bool,),
-    "max_gap_seconds": (int, type(None)),
-    "time_slots": (int,),
-    "categories": (bool,),
-    "reverse": (bool,),
-}
-
-
 def reverse(etype: tuple[str, str, str]) -> tuple[str, str, str]:
     """The reverse of a canonical edge type: ``(s, r, d) -> (d, rev_r, s)`` and back."""
     src, name, dst = etype
@@ -68,74 +56,31 @@ def reverse(etype: tuple[str, str, str]) -> tuple[str, str, str]:
     return dst, REVERSE_PREFIX + name, src
 
 
-@dataclass(frozen=True)
-class GraphSpec:
-    """Which nodes and relations :func:`~tgraph.graph.build.build_graph` creates.
+class GraphSpec(StrictModel):
+    """Which nodes and relations :func:`~tgraph.graph.build.build_graph` creates: the ``graph``
+    section of a model config (``GraphSpec.model_validate(mapping)``, or keyword arguments).
+    Frozen: a built graph's ``meta.spec`` records it."""
 
-    Attributes:
-        locations: add ``location`` nodes and the ``in_location`` and ``visits`` relations
-            (needs a ``region`` column in ``items`` or in the events).
-        near_k: number of nearest region centres (haversine) each location links to with
-            ``near``; 0 disables unless ``near_radius_km`` is set.
-        near_radius_km: link every pair of regions whose centres are at most this far apart
-            instead of the k nearest.
-        transitions: add ``transition`` edges between consecutive events of the same user
-            (and the same trajectory when the events carry ``trajectory``).
-        max_gap_seconds: longest gap between two consecutive events that still makes a
-            transition (``None``: no limit).
-        time_slots: number of equal slots of the local day (24: hourly); 0 disables
-            ``timeslot`` nodes.
-        categories: add ``category`` nodes and ``of_category`` (needs ``category``).
-        reverse: add the reverse of every relation.
-    """
+    model_config = ConfigDict(frozen=True)
 
+    #: add ``location`` nodes and the ``in_location`` and ``visits`` relations (needs a
+    #: ``region`` column in ``items`` or in the events)
     locations: bool = True
-    near_k: int = 5
-    near_radius_km: float | None = None
+    #: number of nearest region centres (haversine) each location links to with ``near``;
+    #: 0 disables unless ``near_radius_km`` is set
+    near_k: NonNegativeInt = 5
+    #: link every pair of regions whose centres are at most this far apart instead of the k
+    #: nearest
+    near_radius_km: PositiveFloat | None = None
+    #: add ``transition`` edges between consecutive events of the same user (and the same
+    #: trajectory when the events carry ``trajectory``)
     transitions: bool = True
-    max_gap_seconds: int | None = 24 * 3600
-    time_slots: int = 0
+    #: longest gap between two consecutive events that still makes a transition (``None``: no
+    #: limit)
+    max_gap_seconds: NonNegativeInt | None = 24 * 3600
+    #: number of equal slots of the local day (24: hourly); 0 disables ``timeslot`` nodes
+    time_slots: Annotated[int, Field(ge=0, le=86400)] = 0
+    #: add ``category`` nodes and ``of_category`` (needs ``category``)
     categories: bool = False
+    #: add the reverse of every relation
     reverse: bool = True
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            kinds = _TYPES[f.name]
-            if isinstance(value, bool) != (kinds == (bool,)) or not isinstance(value, kinds):
-                raise DataError(
-                    f"graph spec {f.name}={value!r} has the wrong type",
-                    column=f.name,
-                    fix=f"{f.name} must be {' or '.join(k.__name__ for k in kinds)}",
-                )
-        checks = {
-            "near_k": self.near_k >= 0,
-            "near_radius_km": self.near_radius_km is None or self.near_radius_km > 0,
-            "max_gap_seconds": self.max_gap_seconds is None or self.max_gap_seconds >= 0,
-            "time_slots": 0 <= self.time_slots <= 86400,
-        }
-        for key, ok in checks.items():
-            if not ok:
-                raise DataError(
-                    f"invalid graph spec value {key}={getattr(self, key)!r}",
-                    column=key,
-                    fix="near_k, max_gap_seconds and time_slots must be >= 0 (time_slots <= "
-                    "86400); near_radius_km must be > 0 or None",
-                )
-
-    @classmethod
-    def from_dict(cls, config: Mapping[str, Any] | None) -> GraphSpec:
-        """Build from a config mapping; an unknown key raises :class:`DataError` naming it."""
-        config = dict(config or {})
-        known = [f.name for f in fields(cls)]
-        for key in config:
-            if key not in known:
-                raise DataError(
-                    f"unknown graph spec key {key!r}",
-                    column=key,
-                    fix=f"use only {known}",
-                )
-        return cls(**config)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

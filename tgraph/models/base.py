@@ -12,12 +12,15 @@ Scores are "higher is better" and finite.
   events (e.g. its graph) from ``interactions``, a superset of them. The trainer's refit
   (``train.refit``) calls it with the training plus validation events.
 
-Class attributes say what a model needs:
+Hyper-parameters are typed: each model declares ``class Config(ModelConfig)`` (a frozen
+:class:`~tgraph.config.StrictModel`, so unknown keys, wrong types and out-of-range values are
+refused with the key's name) and reads ``self.config.<field>``. ``ModelConfig.loss`` picks the
+training loss: ``"ce"`` scores every item, the others a positive against sampled negatives.
 
-* ``input_type``: ``"pairwise"`` (user, positive, negatives), ``"pointwise"`` or
-  ``"sequence"`` (queries carry the padded history before the query time);
-* ``needs_training``: ``False`` for statistical models (MostPopular, Markov), which
-  ``fit(train)`` from counts and are never given to an optimiser;
+What else a model needs:
+
+* ``needs_training`` (class attribute): ``False`` for statistical models (MostPopular,
+  Markov), which ``fit(train)`` from counts and are never given to an optimiser;
 * ``history_len`` (instance attribute): how many past events each query must carry
   (0 = none; Markov needs 1; sequence models their ``max_len``).
 
@@ -30,23 +33,51 @@ sequence models can use :func:`padded_item_embedding`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar
 
 import dgl
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import ConfigDict, Field
 from torch import Tensor, nn
 
-from tgraph.data.errors import DataError
+from tgraph.config import StrictModel, validate_model
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
+from tgraph.errors import DataError
 from tgraph.graph.bipartite import bipartite_graph
+from tgraph.models.losses import Loss, loss_from_scores
 from tgraph.nn.lightgcn_conv import symmetric_norm
 
-InputType = Literal["pairwise", "pointwise", "sequence"]
+#: a dropout probability (1 would drop everything)
+Dropout = Annotated[float, Field(ge=0, lt=1)]
+#: a standard deviation of a normal initialisation (0 would start every embedding equal)
+InitStd = Annotated[float, Field(gt=0)]
+
+
+def check_heads(dim: int, heads: int, name: str) -> None:
+    """Multi-head attention splits ``dim`` features into ``heads`` equal parts (a model
+    ``Config`` validator; the message names both keys)."""
+    if dim % heads:
+        raise ValueError(
+            f"embedding_dim={dim} is not divisible by {name}={heads} (pick {name} among the "
+            f"divisors of embedding_dim)"
+        )
+
+
+class ModelConfig(StrictModel):
+    """Hyper-parameters every model accepts; each model's ``Config`` extends it.
+
+    Frozen, so that ``model.config`` stays what the model was built (and recorded) with.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    #: the training loss (:mod:`tgraph.models.losses`); statistical models train none
+    loss: Loss = "bpr"
 
 
 @dataclass
@@ -138,40 +169,28 @@ class Batch:
 class Recommender(nn.Module):
     """Base class of every model (see the module docstring for the contract).
 
-    Subclasses set ``defaults`` (their hyper-parameters); ``self.config`` is ``defaults``
-    updated with the given config, and unknown keys raise ``KeyError`` so that a typo in a
-    config file cannot be silently ignored. Keys in :data:`SHARED_KEYS` (trainer options)
-    are accepted by every model.
+    ``Model(split, config)`` takes the model's ``Config`` or a mapping validated against it
+    (a bad key raises :class:`~tgraph.errors.ConfigError` naming ``config.<key>``);
+    ``self.config`` is the typed instance.
     """
 
-    input_type: ClassVar[InputType] = "pairwise"
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
     needs_training: ClassVar[bool] = True
-    defaults: ClassVar[dict[str, Any]] = {}
-    #: keys every model accepts (read by the trainer or the loss), with their defaults
-    SHARED_KEYS: ClassVar[dict[str, Any]] = {"loss": "bpr"}
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        config = dict(config or {})
-        allowed = {**self.SHARED_KEYS, **self.defaults}
-        unknown = sorted(set(config) - set(allowed))
-        if unknown:
-            raise KeyError(
-                f"{type(self).__name__} does not know config key(s) {unknown}; "
-                f"known: {sorted(allowed)}"
-            )
-        self.config: dict[str, Any] = {**allowed, **config}
+        self.config = validate_model(self.Config, config, "config")
         self.n_users = split.n_users
         self.n_items = split.n_items
         self.history_len = 0
         self._graphs: dict[str, dgl.DGLGraph] = {}
         self._eval_cache: Any = None
 
-    def require_history(self, max_len: Any) -> None:
+    def require_history(self, max_len: int) -> None:
         """Queries must carry the last ``max_len`` (>= 1) events (sets ``history_len``)."""
-        if int(max_len) < 1:
+        if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
-        self.history_len = int(max_len)
+        self.history_len = max_len
 
     # ------------------------------------------------------------------ graphs and devices
     def register_graph(self, name: str, graph: dgl.DGLGraph) -> None:
@@ -236,17 +255,27 @@ class Recommender(nn.Module):
         )
 
     def calculate_loss(self, batch: Batch) -> Tensor:
-        """Default: ``config['loss']`` on :meth:`predict` / :meth:`full_sort_predict` scores."""
-        from tgraph.train.losses import loss_from_scores
+        """``config.loss`` on :meth:`predict` (or, for ``"ce"``, :meth:`full_sort_predict`)
+        scores, plus :meth:`regularization`."""
+        items = scored_items(batch, self.config.loss)
+        queries = batch.queries
+        scores = self.full_sort_predict(queries) if items is None else self.predict(queries, items)
+        loss = loss_from_scores(self.config.loss, scores, batch.pos_item)
+        return loss + self.regularization(batch)
 
-        name = self.config["loss"]
-        if name == "ce":
-            return loss_from_scores(name, self.full_sort_predict(batch.queries), batch.pos_item)
-        if batch.neg_item is None:
-            raise ValueError(f"loss {name!r} needs sampled negatives (neg_item)")
-        items = torch.cat([batch.pos_item.unsqueeze(1), batch.neg_item], dim=1)
-        scores = self.predict(batch.queries, items)
-        return loss_from_scores(name, scores, batch.pos_item)
+    def regularization(self, batch: Batch) -> Tensor:
+        """Extra loss term (e.g. L2 on the embeddings used by the batch); zero by default."""
+        return torch.zeros((), device=batch.pos_item.device)
+
+
+def scored_items(batch: Batch, loss: Loss) -> Tensor | None:
+    """The items ``loss`` scores for ``batch``: ``None`` for ``"ce"`` (every item), else
+    ``[B, 1 + n_neg]``, the positive first, then its sampled negatives."""
+    if loss == "ce":
+        return None
+    if batch.neg_item is None:
+        raise ValueError(f"loss {loss!r} needs sampled negatives (neg_item)")
+    return torch.cat([batch.pos_item.unsqueeze(1), batch.neg_item], dim=1)
 
 
 class EmbeddingRecommender(Recommender):
@@ -260,10 +289,6 @@ class EmbeddingRecommender(Recommender):
         """Return ``(query_emb [B, d], item_emb [n_items, d])``."""
         raise NotImplementedError
 
-    def regularization(self, batch: Batch) -> Tensor:
-        """Extra loss term (e.g. L2 on the embeddings used by the batch); zero by default."""
-        return torch.zeros((), device=batch.pos_item.device)
-
     def predict(self, queries: Queries, items: Tensor) -> Tensor:
         query_emb, item_emb = self.embed(queries)
         return _dot(query_emb, item_emb, items)
@@ -271,20 +296,6 @@ class EmbeddingRecommender(Recommender):
     def full_sort_predict(self, queries: Queries) -> Tensor:
         query_emb, item_emb = self.embed(queries)
         return query_emb @ item_emb.T
-
-    def calculate_loss(self, batch: Batch) -> Tensor:
-        from tgraph.train.losses import loss_from_scores
-
-        name = self.config["loss"]
-        query_emb, item_emb = self.embed(batch.queries)
-        if name == "ce":
-            scores = query_emb @ item_emb.T
-        else:
-            if batch.neg_item is None:
-                raise ValueError(f"loss {name!r} needs sampled negatives (neg_item)")
-            items = torch.cat([batch.pos_item.unsqueeze(1), batch.neg_item], dim=1)
-            scores = _dot(query_emb, item_emb, items)
-        return loss_from_scores(name, scores, batch.pos_item) + self.regularization(batch)
 
 
 def padded_item_embedding(n_items: int, dim: int, std: float) -> nn.Embedding:
@@ -302,7 +313,7 @@ class UserItemGraphRecommender(EmbeddingRecommender):
     of the training events (:func:`~tgraph.graph.bipartite.bipartite_graph`, degree norms
     cached on it); :meth:`observe` rebuilds it from other events."""
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         self.observe(split.train)
 

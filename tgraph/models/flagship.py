@@ -8,21 +8,25 @@ previous check-in and its time of day. Every ablation is a config flag.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import Tensor, nn
 
 from tgraph.data.preprocess import item_coordinates
 from tgraph.data.split import Split
 from tgraph.graph.spec import ITEM, USER, GraphSpec
-from tgraph.models.base import Queries, Recommender
+from tgraph.models.base import Dropout, InitStd, ModelConfig, Queries, Recommender, check_heads
 from tgraph.models.hetero_gnn import HeteroEncoder, has_coordinates, training_heterograph
+from tgraph.models.losses import Loss
 from tgraph.models.registry import register
 from tgraph.nn.causal_transformer import CausalTransformer
 from tgraph.nn.encodings import DistanceEncoding, TimeEncoding, haversine_km
+from tgraph.nn.relation_conv import Norm
 
 SECONDS_PER_DAY = 86400
 
@@ -57,102 +61,100 @@ class STHeteroRec(Recommender):
         \mathrm{score}(q, i) = \langle q, z_i \rangle
             - \mathrm{softplus}(\beta) \log\big(1 + d(i_n, i) / 0.1\,\mathrm{km}\big).
 
-    **Ablations** (config flags): ``use_location`` (no region nodes: no ``visits``,
-    ``in_location``, ``near``), ``use_transition`` (no ``transition`` edges),
+    **Ablations** (config flags): ``graph.locations: false`` (no region nodes: no ``visits``,
+    ``in_location``, ``near``), ``graph.transitions: false`` (no ``transition`` edges),
     ``use_user_relation`` (no user nodes in the graph; :math:`z_u` is then a free ID
     embedding), ``use_time_encoding`` (no :math:`W_t \Phi` and :math:`S` terms in :math:`x_p`),
     ``use_distance`` (no :math:`\psi` and no distance score; off without coordinates),
     ``use_query_time`` (no :math:`S'` and :math:`W'_t` terms). Trained with full
     cross-entropy by default; dropout only in training, so eval mode is deterministic.
-
-    Config: ``max_len`` (20, history length), ``embedding_dim`` (64), graph: ``n_layers``
-    (2), ``norm`` ("right"), ``graph_dropout`` (0), ``n_regions`` (100), ``near_k`` (5),
-    ``max_gap_hours`` (24, longest transition gap), ``seed`` (0, regions); sequence:
-    ``n_attn_layers`` (1), ``n_heads`` (2), ``ff_dim`` (128), ``dropout`` (0.2); encodings:
-    ``time_dim`` (16), ``dist_dim`` (16), ``time_slots`` (24), ``tz_offset_minutes`` (None:
-    the median ``tz_offset`` of the training events, else 0; one offset for the whole
-    dataset, as queries carry UTC times); ``init_std`` (0.1).
     """
 
-    input_type = "sequence"
-    defaults: dict[str, Any] = {
-        "loss": "ce",
-        "max_len": 20,
-        "embedding_dim": 64,
-        "n_layers": 2,
-        "norm": "right",
-        "graph_dropout": 0.0,
-        "n_attn_layers": 1,
-        "n_heads": 2,
-        "ff_dim": 128,
-        "dropout": 0.2,
-        "init_std": 0.1,
-        "time_dim": 16,
-        "dist_dim": 16,
-        "time_slots": 24,
-        "tz_offset_minutes": None,
-        "n_regions": 100,
-        "near_k": 5,
-        "max_gap_hours": 24,
-        "seed": 0,
-        "use_location": True,
-        "use_transition": True,
-        "use_user_relation": True,
-        "use_time_encoding": True,
-        "use_distance": True,
-        "use_query_time": True,
-    }
+    class Config(ModelConfig):
+        loss: Loss = "ce"
+        #: history length
+        max_len: PositiveInt = 20
+        embedding_dim: PositiveInt = 64
+        # the graph encoder
+        #: what the heterograph contains (regions, ``near`` links, transitions, ...)
+        graph: GraphSpec = Field(default_factory=GraphSpec)
+        n_layers: NonNegativeInt = 2
+        norm: Norm = "right"
+        graph_dropout: Dropout = 0.0
+        #: k-means regions fitted on training POIs
+        n_regions: PositiveInt = 100
+        #: of the k-means regions
+        seed: NonNegativeInt = 0
+        # the sequence encoder
+        n_attn_layers: PositiveInt = 1
+        n_heads: PositiveInt = 2
+        ff_dim: PositiveInt = 128
+        dropout: Dropout = 0.2
+        # the encodings
+        time_dim: PositiveInt = 16
+        #: RBF distance features (at least 2)
+        dist_dim: Annotated[int, Field(ge=2)] = 16
+        #: slots of the local day
+        time_slots: Annotated[int, Field(ge=1, le=86400)] = 24
+        #: the dataset's offset from UTC; ``None``: the median ``tz_offset`` of the training
+        #: events, else 0 (one offset for the whole dataset, as queries carry UTC times)
+        tz_offset_minutes: Annotated[int, Field(ge=-24 * 60, le=24 * 60)] | None = None
+        init_std: InitStd = 0.1
+        # ablations
+        use_user_relation: bool = True
+        use_time_encoding: bool = True
+        use_distance: bool = True
+        use_query_time: bool = True
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+        @model_validator(mode="after")
+        def _heads_divide_dim(self) -> STHeteroRec.Config:
+            check_heads(self.embedding_dim, self.n_heads, "n_heads")
+            return self
+
+    config: Config
+
+    def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         cfg = self.config
-        self.require_history(cfg["max_len"])
-        dim = cfg["embedding_dim"]
+        self.require_history(cfg.max_len)
+        dim = cfg.embedding_dim
         train = split.train
-        spec = GraphSpec(
-            locations=bool(cfg["use_location"]),
-            near_k=int(cfg["near_k"]),
-            transitions=bool(cfg["use_transition"]),
-            max_gap_seconds=None
-            if cfg["max_gap_hours"] is None
-            else int(cfg["max_gap_hours"] * 3600),
-        )
-        drop = () if cfg["use_user_relation"] else (USER,)
-        hetero = training_heterograph(train, spec, cfg["n_regions"], cfg["seed"], drop_ntypes=drop)
+        drop = () if cfg.use_user_relation else (USER,)
+        hetero = training_heterograph(train, cfg.graph, cfg.n_regions, cfg.seed, drop_ntypes=drop)
         self.graph_meta = hetero.meta
         self.register_graph("graph", hetero.graph)
         self.encoder = HeteroEncoder(
             hetero.graph,
             dim,
-            cfg["n_layers"],
+            cfg.n_layers,
             [nt for nt in (USER, ITEM) if nt in hetero.graph.ntypes],
-            cfg["norm"],
-            cfg["graph_dropout"],
-            cfg["init_std"],
+            cfg.norm,
+            cfg.graph_dropout,
+            cfg.init_std,
         )
-        self.user_emb = None if cfg["use_user_relation"] else nn.Embedding(self.n_users, dim)
+        self.user_emb = None if cfg.use_user_relation else nn.Embedding(self.n_users, dim)
         if self.user_emb is not None:
-            nn.init.normal_(self.user_emb.weight, std=cfg["init_std"])
+            nn.init.normal_(self.user_emb.weight, std=cfg.init_std)
         # sequence encoder
         self.pos_emb = nn.Embedding(self.history_len, dim)
-        nn.init.normal_(self.pos_emb.weight, std=cfg["init_std"])
+        nn.init.normal_(self.pos_emb.weight, std=cfg.init_std)
         self.empty = nn.Parameter(torch.zeros(dim))
-        self.use_time = bool(cfg["use_time_encoding"])
-        self.use_query_time = bool(cfg["use_query_time"])
+        self.use_time = cfg.use_time_encoding
+        self.use_query_time = cfg.use_query_time
         if self.use_time or self.use_query_time:
-            self.time_enc = TimeEncoding(cfg["time_dim"])
-            self.slots = int(cfg["time_slots"])
-            tz = cfg["tz_offset_minutes"]
+            self.time_enc = TimeEncoding(cfg.time_dim)
+            self.slots = cfg.time_slots
+            tz = cfg.tz_offset_minutes
             if tz is None:
                 tz = int(np.median(train.events["tz_offset"])) if train.has("tz_offset") else 0
-            self.tz_seconds = int(tz) * 60
+            self.tz_seconds = tz * 60
         if self.use_time:
-            self.time_proj = nn.Linear(cfg["time_dim"], dim)
+            self.time_proj = nn.Linear(cfg.time_dim, dim)
             self.slot_emb = nn.Embedding(self.slots, dim)
         if self.use_query_time:
-            self.query_time_proj = nn.Linear(cfg["time_dim"], dim)
+            self.query_time_proj = nn.Linear(cfg.time_dim, dim)
             self.query_slot_emb = nn.Embedding(self.slots, dim)
-        self.use_distance = bool(cfg["use_distance"]) and has_coordinates(train)
+        self.use_distance = cfg.use_distance and has_coordinates(train)
         if self.use_distance:
             lat, lon = item_coordinates(train)
             latlon = np.stack([lat, lon], 1)
@@ -160,13 +162,13 @@ class STHeteroRec(Recommender):
             latlon = np.nan_to_num(np.concatenate([latlon, np.zeros((1, 2))]), nan=0.0)
             self.register_buffer("item_latlon", torch.tensor(latlon, dtype=torch.float32))
             self.register_buffer("item_known", torch.tensor(np.append(known, False)))
-            self.dist_enc = DistanceEncoding(cfg["dist_dim"])
-            self.dist_proj = nn.Linear(cfg["dist_dim"], dim)
+            self.dist_enc = DistanceEncoding(cfg.dist_dim)
+            self.dist_proj = nn.Linear(cfg.dist_dim, dim)
             self.dist_weight = nn.Parameter(torch.zeros(()))
         self.seq_encoder = CausalTransformer(
-            dim, cfg["n_heads"], cfg["ff_dim"], cfg["dropout"], cfg["n_attn_layers"]
+            dim, cfg.n_heads, cfg.ff_dim, cfg.dropout, cfg.n_attn_layers
         )
-        self.input_dropout = nn.Dropout(cfg["dropout"])
+        self.input_dropout = nn.Dropout(cfg.dropout)
 
     # ------------------------------------------------------------------ graph
 

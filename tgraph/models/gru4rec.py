@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from pydantic import PositiveInt
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
@@ -23,25 +25,27 @@ class GRU4Rec(SequenceRecommender):
     and ``score(q, i) = <s_{|H_q|}, e_i>`` (see :class:`SequenceRecommender`). The GRU is
     causal, so padding after the last real position changes nothing.
 
-    Config (besides the shared sequence keys): ``hidden_size`` (128), ``n_layers`` (1;
-    dropout between stacked layers is ``dropout``).
+    Dropout between stacked GRU layers is ``dropout``.
     """
 
-    defaults = {**SequenceRecommender.defaults, "hidden_size": 128, "n_layers": 1}
+    class Config(SequenceRecommender.Config):
+        hidden_size: PositiveInt = 128
+        n_layers: PositiveInt = 1
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+    config: Config
+
+    def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         cfg = self.config
-        n_layers = int(cfg["n_layers"])
         self.gru = nn.GRU(
-            cfg["embedding_dim"],
-            cfg["hidden_size"],
-            num_layers=n_layers,
+            cfg.embedding_dim,
+            cfg.hidden_size,
+            num_layers=cfg.n_layers,
             batch_first=True,
-            dropout=cfg["dropout"] if n_layers > 1 else 0.0,
+            dropout=cfg.dropout if cfg.n_layers > 1 else 0.0,
         )
-        self.out_dropout = nn.Dropout(cfg["dropout"])
-        self.proj = nn.Linear(cfg["hidden_size"], cfg["embedding_dim"])
+        self.out_dropout = nn.Dropout(cfg.dropout)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.embedding_dim)
 
     def sequence_output(self, hist_items: Tensor) -> Tensor:
         out, _ = self.gru(self.emb_dropout(self.item_emb(hist_items)))

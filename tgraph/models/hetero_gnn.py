@@ -7,7 +7,6 @@ fitted on training items, then :func:`~tgraph.graph.build.build_graph`) and
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,18 +14,27 @@ from typing import Any
 import dgl
 import numpy as np
 import torch
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
 
+from tgraph.config import validate_model
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import add_regions, fit_kmeans, item_coordinates
 from tgraph.data.split import Split
 from tgraph.graph.build import build_graph
 from tgraph.graph.hetero import TemporalHeteroGraph
 from tgraph.graph.spec import ITEM, USER, GraphSpec
-from tgraph.models.base import Batch, EmbeddingRecommender, Queries
+from tgraph.models.base import (
+    Batch,
+    Dropout,
+    EmbeddingRecommender,
+    InitStd,
+    ModelConfig,
+    Queries,
+)
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.registry import register
-from tgraph.nn.relation_conv import RelationConv
+from tgraph.nn.relation_conv import Norm, RelationConv
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +60,7 @@ def training_heterograph(
     location nodes are left out (logged, and recorded in ``meta.report``).
     ``drop_ntypes`` removes node types and every relation touching them.
     """
-    spec = spec if isinstance(spec, GraphSpec) else GraphSpec.from_dict(spec)
+    spec = validate_model(GraphSpec, spec, "graph")
     report: dict[str, Any] = {}
     if spec.locations and has_coordinates(train):
         lat, lon = item_coordinates(train)
@@ -65,7 +73,7 @@ def training_heterograph(
     elif spec.locations and not ("region" in train.items.columns or train.has("region")):
         report["locations_left_out"] = "no coordinates and no region column"
         logger.info("%s: location nodes left out (no coordinates, no region)", train.name)
-        spec = dataclasses.replace(spec, locations=False)
+        spec = spec.model_copy(update={"locations": False})
     graph = build_graph(train, spec)
     graph.meta.report.update(report)
     if drop_ntypes:
@@ -99,7 +107,7 @@ class HeteroEncoder(nn.Module):
         dim: int,
         n_layers: int,
         outputs: Sequence[str],
-        norm: str = "right",
+        norm: Norm = "right",
         dropout: float = 0.0,
         init_std: float = 0.1,
     ) -> None:
@@ -137,40 +145,40 @@ class HeteroGNN(EmbeddingRecommender):
     training heterograph (users, items, locations; relations ``interacts``, ``visits``,
     ``transition``, ``in_location``, ``near`` and their reverses by default).
 
-    Config: ``embedding_dim`` (64), ``n_layers`` (2), ``norm`` ("right"), ``dropout`` (0.0),
-    ``init_std`` (0.1), ``reg_weight`` (1e-4, L2 on the layer-0 embeddings of the batch
-    divided by ``2 B``), ``graph`` (GraphSpec overrides), ``n_regions`` (100, k-means
-    regions fitted on training items), ``seed`` (0, for the regions). Loss: BPR by default.
-    In eval mode the propagated embeddings are cached until the next ``train()``/``eval()``.
+    Loss: BPR by default. In eval mode the propagated embeddings are cached until the next
+    ``train()``/``eval()``.
     """
 
-    input_type = "pairwise"
-    defaults = {
-        "embedding_dim": 64,
-        "n_layers": 2,
-        "norm": "right",
-        "dropout": 0.0,
-        "init_std": 0.1,
-        "reg_weight": 1e-4,
-        "graph": {},
-        "n_regions": 100,
-        "seed": 0,
-    }
+    class Config(ModelConfig):
+        embedding_dim: PositiveInt = 64
+        n_layers: NonNegativeInt = 2
+        norm: Norm = "right"
+        dropout: Dropout = 0.0
+        init_std: InitStd = 0.1
+        #: L2 on the layer-0 embeddings of the batch divided by ``2 B``
+        reg_weight: NonNegativeFloat = 1e-4
+        graph: GraphSpec = Field(default_factory=GraphSpec)
+        #: k-means regions fitted on training items
+        n_regions: PositiveInt = 100
+        #: of the k-means regions
+        seed: NonNegativeInt = 0
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+    config: Config
+
+    def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         cfg = self.config
-        hetero = training_heterograph(split.train, cfg["graph"], cfg["n_regions"], cfg["seed"])
+        hetero = training_heterograph(split.train, cfg.graph, cfg.n_regions, cfg.seed)
         self.graph_meta = hetero.meta
         self.register_graph("graph", hetero.graph)
         self.encoder = HeteroEncoder(
             hetero.graph,
-            cfg["embedding_dim"],
-            cfg["n_layers"],
+            cfg.embedding_dim,
+            cfg.n_layers,
             (USER, ITEM),
-            cfg["norm"],
-            cfg["dropout"],
-            cfg["init_std"],
+            cfg.norm,
+            cfg.dropout,
+            cfg.init_std,
         )
 
     def propagate(self) -> dict[str, Tensor]:
@@ -185,7 +193,7 @@ class HeteroGNN(EmbeddingRecommender):
         ego = self.encoder.embedding
         neg = None if batch.neg_item is None else ego[ITEM][batch.neg_item]
         return l2_rows(
-            self.config["reg_weight"],
+            self.config.reg_weight,
             ego[USER][batch.queries.user],
             ego[ITEM][batch.pos_item],
             neg,

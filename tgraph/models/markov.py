@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import NonNegativeInt
 from torch import Tensor
 
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
-from tgraph.models.base import Queries, Recommender
+from tgraph.models.base import ModelConfig, Queries, Recommender
 from tgraph.models.registry import register
 
 
@@ -27,9 +29,15 @@ class Markov(Recommender):
     """
 
     needs_training = False
-    defaults = {"max_gap": None}
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+    class Config(ModelConfig):
+        #: longest gap (seconds) between two events that still counts as a transition
+        #: (``None``: no limit)
+        max_gap: NonNegativeInt | None = None
+
+    config: Config
+
+    def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         self.history_len = 1
         self.register_buffer("popularity", torch.zeros(self.n_items))
@@ -44,8 +52,8 @@ class Markov(Recommender):
         item = events["item"].to_numpy(np.int64)
         time = events["timestamp"].to_numpy()
         keep = user[1:] == user[:-1]
-        if self.config["max_gap"] is not None:
-            keep &= (time[1:] - time[:-1]) <= self.config["max_gap"]
+        if self.config.max_gap is not None:
+            keep &= (time[1:] - time[:-1]) <= self.config.max_gap
         key = item[:-1][keep] * self.n_items + item[1:][keep]
         key, counts = np.unique(key, return_counts=True)
         src, dst = key // self.n_items, key % self.n_items

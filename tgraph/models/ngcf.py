@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
-from tgraph.models.base import Batch, Queries, UserItemGraphRecommender
+from tgraph.models.base import Batch, Dropout, ModelConfig, Queries, UserItemGraphRecommender
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.registry import register
 from tgraph.nn.ngcf_conv import NGCFConv
@@ -23,35 +25,37 @@ class NGCF(UserItemGraphRecommender):
     :math:`\bar E^{(k)}` is :math:`E^{(k)}` with every row L2-normalised (as in the official
     code; the next layer takes the unnormalised :math:`E^{(k)}`).
 
-    Config: ``embedding_dim`` (64, size of :math:`E^{(0)}`), ``hidden_dim`` (64, output size of
-    every layer), ``n_layers`` (3), ``mess_dropout`` (0.1, message dropout after each layer),
-    ``negative_slope`` (0.2, LeakyReLU), ``reg_weight`` (1e-5, L2 on the layer-0 embeddings
-    of the batch's users, positives and negatives, divided by ``2 B`` as in the official
-    code). Embeddings are Xavier-uniform initialised. The final size is
+    Embeddings are Xavier-uniform initialised. The final size is
     ``embedding_dim + n_layers * hidden_dim``. Training propagates the whole graph once per
     batch; in eval mode the propagated embeddings are cached until the next call to
     ``train()`` / ``eval()``. Not implemented: the official code's node dropout (off by
     default there).
     """
 
-    input_type = "pairwise"
-    defaults = {
-        "embedding_dim": 64,
-        "hidden_dim": 64,
-        "n_layers": 3,
-        "mess_dropout": 0.1,
-        "negative_slope": 0.2,
-        "reg_weight": 1e-5,
-    }
+    class Config(ModelConfig):
+        #: size of :math:`E^{(0)}`
+        embedding_dim: PositiveInt = 64
+        #: output size of every layer
+        hidden_dim: PositiveInt = 64
+        n_layers: NonNegativeInt = 3
+        #: message dropout after each layer
+        mess_dropout: Dropout = 0.1
+        #: of the LeakyReLU
+        negative_slope: NonNegativeFloat = 0.2
+        #: L2 on the layer-0 embeddings of the batch's users, positives and negatives, divided
+        #: by ``2 B`` (the official code)
+        reg_weight: NonNegativeFloat = 1e-5
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+    config: Config
+
+    def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
-        config = self.config
-        self.embedding = nn.Embedding(self.n_users + self.n_items, config["embedding_dim"])
+        cfg = self.config
+        self.embedding = nn.Embedding(self.n_users + self.n_items, cfg.embedding_dim)
         nn.init.xavier_uniform_(self.embedding.weight)
-        dims = [config["embedding_dim"]] + [config["hidden_dim"]] * config["n_layers"]
+        dims = [cfg.embedding_dim] + [cfg.hidden_dim] * cfg.n_layers
         self.layers = nn.ModuleList(
-            NGCFConv(d_in, d_out, config["mess_dropout"], config["negative_slope"])
+            NGCFConv(d_in, d_out, cfg.mess_dropout, cfg.negative_slope)
             for d_in, d_out in zip(dims[:-1], dims[1:])
         )
 
@@ -75,7 +79,7 @@ class NGCF(UserItemGraphRecommender):
     def regularization(self, batch: Batch) -> Tensor:
         emb, shift = self.embedding, self.n_users
         return l2_rows(
-            self.config["reg_weight"],
+            self.config.reg_weight,
             emb(batch.queries.user),
             emb(batch.pos_item + shift),
             None if batch.neg_item is None else emb(batch.neg_item + shift),

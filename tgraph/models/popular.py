@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ from torch import Tensor
 
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
-from tgraph.models.base import Queries, Recommender
+from tgraph.models.base import ModelConfig, Queries, Recommender
 from tgraph.models.registry import register
 
 
@@ -20,7 +21,7 @@ class MostPopular(Recommender):
 
     needs_training = False
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         self.register_buffer("counts", torch.zeros(self.n_items))
         self.fit(split.train)

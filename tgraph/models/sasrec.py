@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from pydantic import PositiveInt, model_validator
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
+from tgraph.models.base import check_heads
 from tgraph.models.registry import register
 from tgraph.models.sequence import SequenceRecommender
 from tgraph.nn.causal_transformer import CausalTransformer
@@ -28,20 +31,28 @@ class SASRec(SequenceRecommender):
     padded at the end, the causal mask alone keeps padding away from every real position
     (no key-padding mask is needed, and an empty history never yields an all-masked row).
 
-    Config (besides the shared sequence keys): ``n_layers`` (2), ``n_heads`` (2), ``ff_dim``
-    (256).
     """
 
-    defaults = {**SequenceRecommender.defaults, "n_layers": 2, "n_heads": 2, "ff_dim": 256}
+    class Config(SequenceRecommender.Config):
+        n_layers: PositiveInt = 2
+        #: attention heads; each gets ``embedding_dim / n_heads`` features
+        n_heads: PositiveInt = 2
+        ff_dim: PositiveInt = 256
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+        @model_validator(mode="after")
+        def _heads_divide_dim(self) -> SASRec.Config:
+            check_heads(self.embedding_dim, self.n_heads, "n_heads")
+            return self
+
+    config: Config
+
+    def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         cfg = self.config
-        dim = cfg["embedding_dim"]
-        self.pos_emb = nn.Embedding(self.history_len, dim)
-        nn.init.normal_(self.pos_emb.weight, std=cfg["init_std"])
+        self.pos_emb = nn.Embedding(self.history_len, cfg.embedding_dim)
+        nn.init.normal_(self.pos_emb.weight, std=cfg.init_std)
         self.encoder = CausalTransformer(
-            dim, cfg["n_heads"], cfg["ff_dim"], cfg["dropout"], cfg["n_layers"]
+            cfg.embedding_dim, cfg.n_heads, cfg.ff_dim, cfg.dropout, cfg.n_layers
         )
 
     def sequence_output(self, hist_items: Tensor) -> Tensor:

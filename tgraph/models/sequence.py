@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
+from pydantic import PositiveInt
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
-from tgraph.models.base import EmbeddingRecommender, Queries, padded_item_embedding
+from tgraph.models.base import (
+    Dropout,
+    EmbeddingRecommender,
+    InitStd,
+    ModelConfig,
+    Queries,
+    padded_item_embedding,
+)
+from tgraph.models.losses import Loss
 
 
 class SequenceRecommender(EmbeddingRecommender):
@@ -20,26 +30,26 @@ class SequenceRecommender(EmbeddingRecommender):
     real position never changes :math:`s_q`. Input and output item embeddings are shared
     (``item_emb``, row ``n_items`` is the zero padding vector). A query with an empty
     history is represented by the output at position 0 of an all-padding sequence, a learned
-    constant. Config: ``max_len`` (= ``history_len``), ``embedding_dim``, ``dropout``,
-    ``init_std`` (normal initialisation of the embeddings); the loss defaults to full
-    cross-entropy (``"ce"``).
+    constant.
     """
 
-    input_type = "sequence"
-    defaults: dict[str, Any] = {
-        "loss": "ce",
-        "max_len": 50,
-        "embedding_dim": 64,
-        "dropout": 0.2,
-        "init_std": 0.02,
-    }
+    class Config(ModelConfig):
+        loss: Loss = "ce"
+        #: history length (= ``history_len``)
+        max_len: PositiveInt = 50
+        embedding_dim: PositiveInt = 64
+        dropout: Dropout = 0.2
+        #: normal initialisation of the embeddings
+        init_std: InitStd = 0.02
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+    config: Config
+
+    def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
-        self.require_history(self.config["max_len"])
-        dim = self.config["embedding_dim"]
-        self.item_emb = padded_item_embedding(self.n_items, dim, self.config["init_std"])
-        self.emb_dropout = nn.Dropout(self.config["dropout"])
+        self.require_history(self.config.max_len)
+        dim = self.config.embedding_dim
+        self.item_emb = padded_item_embedding(self.n_items, dim, self.config.init_std)
+        self.emb_dropout = nn.Dropout(self.config.dropout)
 
     def sequence_output(self, hist_items: Tensor) -> Tensor:
         """``[B, L]`` item codes (padding ``n_items``) -> ``[B, L, embedding_dim]``."""

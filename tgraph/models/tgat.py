@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dgl
 import torch
+from pydantic import PositiveInt, model_validator
 from torch import Tensor, nn
 
 from tgraph.data.split import Split
-from tgraph.models.base import EmbeddingRecommender, Queries, padded_item_embedding
+from tgraph.models.base import (
+    Dropout,
+    EmbeddingRecommender,
+    InitStd,
+    ModelConfig,
+    Queries,
+    check_heads,
+    padded_item_embedding,
+)
+from tgraph.models.losses import Loss
 from tgraph.models.registry import register
 from tgraph.nn.temporal_attention import TemporalAttentionConv
 
@@ -40,40 +51,42 @@ class TGAT(EmbeddingRecommender):
     :math:`s = \mathrm{FFN}(0 \Vert e_u)`. TGAT's second layer (the neighbours' own
     neighbourhoods) is left out: this is the 1-layer form.
 
-    Config: ``max_len`` (= ``history_len``, the neighbourhood size ``k``), ``embedding_dim``,
-    ``num_heads``, ``time_dim`` (size of :math:`\Phi`), ``dropout`` (on the neighbour
-    features and the attention weights), ``init_std`` (normal initialisation of the
-    embeddings; 0.1, larger than SASRec's 0.02, so that they are not drowned by the time
-    encoding, whose entries are cosines in [-1, 1]: with 0.02 the model learned about twice as
-    slowly on synthetic check-ins); the loss defaults to full cross-entropy (``"ce"``).
+    The embeddings' ``init_std`` (0.1) is larger than SASRec's 0.02 so that they are not
+    drowned by the time encoding, whose entries are cosines in [-1, 1]: with 0.02 the model
+    learned about twice as slowly on synthetic check-ins.
     """
 
-    input_type = "sequence"
-    defaults: dict[str, Any] = {
-        "loss": "ce",
-        "max_len": 20,
-        "embedding_dim": 64,
-        "num_heads": 2,
-        "time_dim": 64,
-        "dropout": 0.1,
-        "init_std": 0.1,
-    }
+    class Config(ModelConfig):
+        loss: Loss = "ce"
+        #: the neighbourhood size ``k`` (= ``history_len``)
+        max_len: PositiveInt = 20
+        embedding_dim: PositiveInt = 64
+        num_heads: PositiveInt = 2
+        #: size of :math:`\Phi`
+        time_dim: PositiveInt = 64
+        #: on the neighbour features and the attention weights
+        dropout: Dropout = 0.1
+        #: normal initialisation of the embeddings
+        init_std: InitStd = 0.1
 
-    def __init__(self, split: Split, config: dict[str, Any] | None = None) -> None:
+        @model_validator(mode="after")
+        def _heads_divide_dim(self) -> TGAT.Config:
+            check_heads(self.embedding_dim, self.num_heads, "num_heads")
+            return self
+
+    config: Config
+
+    def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         cfg = self.config
-        self.require_history(cfg["max_len"])
-        dim = cfg["embedding_dim"]
+        self.require_history(cfg.max_len)
+        dim = cfg.embedding_dim
         self.user_emb = nn.Embedding(self.n_users, dim)
-        nn.init.normal_(self.user_emb.weight, std=cfg["init_std"])
-        self.item_emb = padded_item_embedding(self.n_items, dim, cfg["init_std"])
-        self.feat_dropout = nn.Dropout(cfg["dropout"])
+        nn.init.normal_(self.user_emb.weight, std=cfg.init_std)
+        self.item_emb = padded_item_embedding(self.n_items, dim, cfg.init_std)
+        self.feat_dropout = nn.Dropout(cfg.dropout)
         self.conv = TemporalAttentionConv(
-            dim,
-            dim,
-            num_heads=cfg["num_heads"],
-            time_feats=cfg["time_dim"],
-            attn_drop=cfg["dropout"],
+            dim, dim, num_heads=cfg.num_heads, time_feats=cfg.time_dim, attn_drop=cfg.dropout
         )
 
     def neighbourhood(self, queries: Queries) -> tuple[dgl.DGLGraph, Tensor, Tensor]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import dgl
 import dgl.function as fn
 from torch import Tensor, nn
 
-NORMS = ("right", "both", "none")
+#: how messages are normalised (see :class:`RelationConv`)
+Norm = Literal["right", "both", "none"]
+NORMS: tuple[str, ...] = get_args(Norm)
 EType = tuple[str, str, str]
 
 
@@ -51,7 +54,7 @@ class RelationConv(nn.Module):
         out_dim: int,
         ntypes: Sequence[str],
         etypes: Sequence[EType],
-        norm: str = "right",
+        norm: Norm = "right",
         self_loop: bool = True,
     ) -> None:
         super().__init__()

@@ -1,7 +1,8 @@
-"""Training: losses, negative samplers, the trainer, checkpoints and seeding."""
+"""Training: options, negative samplers, the trainer, the recipe, checkpoints and seeding
+(the losses are part of the model contract: :mod:`tgraph.models.losses`)."""
 
 from tgraph.train.checkpoint import load_checkpoint, save_checkpoint
-from tgraph.train.losses import bpr_loss, full_ce_loss, loss_from_scores, sampled_softmax_loss
+from tgraph.train.config import TrainConfig
 from tgraph.train.negatives import (
     NegativeSampler,
     PopularitySampler,
@@ -9,7 +10,7 @@ from tgraph.train.negatives import (
     make_sampler,
 )
 from tgraph.train.seed import seed_everything
-from tgraph.train.trainer import TrainConfig, Trainer
+from tgraph.train.trainer import Trainer
 
 __all__ = [
     "NegativeSampler",
@@ -17,12 +18,8 @@ __all__ = [
     "SpatialSampler",
     "TrainConfig",
     "Trainer",
-    "bpr_loss",
-    "full_ce_loss",
     "load_checkpoint",
-    "loss_from_scores",
     "make_sampler",
-    "sampled_softmax_loss",
     "save_checkpoint",
     "seed_everything",
 ]

@@ -14,9 +14,9 @@ import logging
 
 import numpy as np
 
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import knn_pois
+from tgraph.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -13,19 +13,24 @@ With ``refit``, after selection the validation events join the training events (
 again from its seeded initialisation for the selected number of epochs, each with the learning
 rate it had in the selection run: the usual last step when the validation part was carved out
 of the training data. Nothing is selected during the refit, and it is not checkpointed midway.
+The refit's model comes from ``rebuild`` (the recipe that built the first one, seeded again).
 
-Per-epoch records go to ``Trainer.history`` and, if ``log_path`` is set, to a JSONL file;
-with ``checkpoint_dir`` every epoch ends with ``last.pt`` (resume with
-``fit(resume=True)``), every improvement with ``best.pt``, and a refit with ``refit.pt``.
+Per-epoch records (:class:`~tgraph.runs.records.CurveRecord`) go to ``Trainer.history`` and,
+with a ``run_dir``, to its curve; there every epoch ends with the last checkpoint (resume with
+``fit(resume=True)``), every improvement with the best one, and a refit with the refit one
+(:class:`~tgraph.runs.layout.RunLayout`). On resume the curve is rewritten from the
+checkpoint's history before training continues, so epochs recorded after the last checkpoint
+(a kill in between, or during the refit) are never recorded twice. Trainer options may differ
+from the checkpoint's only in :data:`~tgraph.runs.fingerprint.AMENDABLE` keys; a changed
+learning rate or weight decay is set on the optimizer explicitly (its restored state would
+keep the old values), and every change is recorded on the next curve record.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,84 +39,59 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from tgraph.config import validate_model
 from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
+from tgraph.errors import RunDirError
 from tgraph.eval.evaluator import EvalResult, Evaluator
 from tgraph.models.base import Batch, Recommender, build_queries, context_events
+from tgraph.runs.fingerprint import AMENDABLE, IGNORED, flatten
+from tgraph.runs.records import Amendment, CurveRecord
+from tgraph.runs.rundir import RunDir
 from tgraph.train.checkpoint import load_checkpoint, save_checkpoint
+from tgraph.train.config import TrainConfig
 from tgraph.train.negatives import make_sampler
 from tgraph.train.seed import seed_everything
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class TrainConfig:
-    """Trainer options (model hyper-parameters live in the model's config)."""
-
-    epochs: int = 100
-    batch_size: int = 2048
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # "adam" | "sgd"
-    n_neg: int = 1  # negatives per positive (ignored by the full "ce" loss)
-    negatives: str = "uniform"  # "uniform" | "popularity" | "spatial"
-    neg_exclude_history: bool = False
-    neg_alpha: float = 0.75  # popularity exponent
-    neg_k: int = 50  # spatial neighbourhood size
-    min_history: int = 0  # sequence models: skip training targets with a shorter history
-    metrics: tuple[str, ...] = ("recall@20", "ndcg@20")
-    valid_metric: str = "ndcg@20"
-    eval_every: int = 1
-    patience: int = 10  # evaluations without improvement before stopping
-    lr_decay: float = 1.0  # reduce-on-plateau factor (1.0: constant learning rate)
-    lr_patience: int = 2  # evaluations without improvement before each decay
-    time_budget_s: float | None = None  # wall-clock limit on training + validation
-    refit: bool = False  # after selection, retrain from scratch on train + valid
-    eval_batch_size: int = 1024
-    device: str = "cpu"
-    seed: int = 0
-    checkpoint_dir: str | None = None
-    log_path: str | None = None
-    progress: bool = True
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any] | None) -> TrainConfig:
-        config = dict(config or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise KeyError(f"unknown trainer option(s) {unknown}; known: {sorted(known)}")
-        if "metrics" in config:
-            config["metrics"] = tuple(config["metrics"])
-        out = cls(**config)
-        if not 0 < out.lr_decay <= 1:
-            raise ValueError(f"lr_decay={out.lr_decay}: use a factor in (0, 1] (1 disables it)")
-        if out.lr_patience < 1:
-            raise ValueError(f"lr_patience={out.lr_patience}: use an integer >= 1")
-        return out
-
-
 class Trainer:
     """Trains ``model`` on ``split.train`` and selects the epoch on ``split``'s validation part.
 
-    The constructor seeds every generator with ``config.seed`` (build the model after
+    The constructor seeds every generator with ``seed`` (build the model after
     :func:`~tgraph.train.seed.seed_everything` too, so that initialisation is seeded) and
-    moves the model to ``config.device``.
+    moves the model to ``device``. With ``run_dir`` it writes the curve and checkpoints there.
+    ``rebuild()`` returns a fresh model built as ``model`` was, seeded again (needed by
+    ``train.refit``; :func:`tgraph.train.recipe.train_one` passes it).
     """
 
-    def __init__(self, model: Recommender, split: Split, config: TrainConfig | dict | None = None):
-        self.config = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    def __init__(
+        self,
+        model: Recommender,
+        split: Split,
+        config: TrainConfig | dict | None = None,
+        *,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        run_dir: RunDir | None = None,
+        rebuild: Callable[[], Recommender] | None = None,
+    ):
+        self.config = validate_model(TrainConfig, config, "train")
         cfg = self.config
-        if cfg.valid_metric.lower() not in [m.lower() for m in cfg.metrics]:
-            cfg.metrics = (*cfg.metrics, cfg.valid_metric)
-        seed_everything(cfg.seed)
-        self.generator = np.random.default_rng(cfg.seed)
-        self.device = torch.device(cfg.device)
+        if cfg.refit and rebuild is None:
+            raise ValueError("train.refit needs the model's recipe: pass rebuild=")
+        self.seed = seed
+        self.run_dir = run_dir
+        self.rebuild = rebuild
+        seed_everything(seed)
+        self.generator = np.random.default_rng(seed)
+        self.device = torch.device(device)
         self.model = model.to(self.device)
         self.split = split
         self.evaluator = Evaluator(split, "valid", cfg.metrics, cfg.eval_batch_size)
-        self.history: list[dict[str, Any]] = []
+        self.history: list[CurveRecord] = []
+        self._amendments: list[Amendment] = []  # made on resume, recorded with the next epoch
         self.best_value = -np.inf
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -139,7 +119,7 @@ class Trainer:
     def _sampler(self, train: Interactions):
         """The negative sampler over ``train`` (``None`` when nothing is sampled)."""
         cfg = self.config
-        if not self.model.needs_training or self.model.config.get("loss") == "ce":
+        if not self.model.needs_training or self.model.config.loss == "ce":
             return None
         options: dict[str, Any] = {"exclude_history": cfg.neg_exclude_history}
         if cfg.negatives == "popularity":
@@ -207,37 +187,39 @@ class Trainer:
     def fit(
         self,
         resume: bool = False,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None,
-    ) -> list[dict[str, Any]]:
+        on_epoch: Callable[[CurveRecord], None] | None = None,
+    ) -> list[CurveRecord]:
         """Train until ``epochs`` or early stopping; restores the best weights; returns the log.
 
         ``on_epoch(record)`` is called after every validation with that epoch's record (e.g.
         to report to an Optuna trial); an exception it raises stops training.
         """
         cfg = self.config
+        last = None if self.run_dir is None else self.run_dir.layout.last_checkpoint
+        if resume and self.model.needs_training and last is not None and last.exists():
+            self._resume(last)
+        if self.run_dir is not None:
+            self.run_dir.write_curve(self.history)
         if not self.model.needs_training:
             self.model.fit(self.split.train)
             result = self.evaluator.evaluate(self.model)
-            self.best_epoch, self.best_value = 0, result.metrics[cfg.valid_metric.lower()]
-            self._record({"epoch": 0, **_prefixed(result)})
+            self.best_epoch, self.best_value = 0, result.metrics[cfg.valid_metric]
+            self._record(CurveRecord(epoch=0, valid=result.metrics))
             if on_epoch is not None:
                 on_epoch(self.history[-1])
             return self.history
-        last = None if cfg.checkpoint_dir is None else Path(cfg.checkpoint_dir) / "last.pt"
-        if resume and last is not None and last.exists():
-            self._resume(last)
         while self.epoch < cfg.epochs and self.bad_evals < cfg.patience and not self._out_of_time():
             record = self._timed_epoch()
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or self._out_of_time():
                 start = time.perf_counter()
                 result = self.evaluator.evaluate(self.model)
-                record.update(_prefixed(result), eval_s=time.perf_counter() - start)
-                self.elapsed_s += record["eval_s"]
+                record.valid, record.eval_s = result.metrics, time.perf_counter() - start
+                self.elapsed_s += record.eval_s
                 self._update_best(result)
-            record["lr"] = self.optimizer.param_groups[0]["lr"]
+            record.lr = self.optimizer.param_groups[0]["lr"]
             self._record(record)
-            self._save("last.pt", epoch=self.epoch, state=self._state(), optimizer=self.optimizer)
-            if on_epoch is not None and "eval_s" in record:
+            self._save(last, epoch=self.epoch, state=self._state(), optimizer=self.optimizer)
+            if on_epoch is not None and record.validated:
                 on_epoch(record)
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
@@ -248,37 +230,60 @@ class Trainer:
 
     def refit(self) -> None:
         """Retrain from scratch on the training plus validation events for the selected number
-        of epochs, with the learning rates those epochs had (see the module docstring); the
-        records carry ``"refit": True``."""
+        of epochs, with the learning rates (and weight decays) those epochs had (see the module
+        docstring); the records carry ``refit=True``."""
         if self.split.valid is None or self.best_epoch < 1:
             raise ValueError("refit needs a validation part and a selected epoch (train.refit)")
         train, valid = self.split.train, self.split.valid
         events = pd.concat([train.events, valid.events], ignore_index=True)
         combined = train.with_events(events.sort_values("timestamp", kind="stable"))
-        # the learning rate of epoch e is the one recorded at the end of epoch e - 1
-        lrs = [self.config.lr] + [r["lr"] for r in self.history[: self.best_epoch - 1]]
+        schedule = self._schedule(self.best_epoch)
         log.info("refit: %d epochs on %d train + valid events", self.best_epoch, len(combined))
-        seed_everything(self.config.seed)  # the initialisation of the selection run
-        self.model = type(self.model)(self.split, self.model.config).to(self.device)
+        self.model = self.rebuild().to(self.device)  # the initialisation of the selection run
         self.model.observe(combined)
         self.optimizer = self._optimizer()
         self.sampler = self._sampler(combined)
         self._samples = self._training_samples(combined, context_events(self.split, "valid"))
-        for refit_epoch, lr in enumerate(lrs, start=1):
+        for refit_epoch, (lr, weight_decay) in enumerate(schedule, start=1):
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"], group["weight_decay"] = lr, weight_decay
             record = self._timed_epoch()
-            self._record({**record, "lr": lr, "refit_epoch": refit_epoch, "refit": True})
-        self._save("refit.pt", epoch=self.best_epoch, state={"refit_events": len(combined)})
+            record.lr, record.refit, record.refit_epoch = lr, True, refit_epoch
+            self._record(record)
+        self._save(
+            None if self.run_dir is None else self.run_dir.layout.refit_checkpoint,
+            epoch=self.best_epoch,
+            state={"refit_events": len(combined)},
+        )
 
-    def _timed_epoch(self) -> dict[str, Any]:
+    def _schedule(self, epochs: int) -> list[tuple[float, float]]:
+        """``(lr, weight_decay)`` of each of the first ``epochs`` selection epochs: the
+        learning rate of epoch e is the one recorded at the end of epoch e - 1, unless a resume
+        amended it at the start of epoch e (so is the weight decay)."""
+        selection = [r for r in self.history if not r.refit]
+        amended = [a for r in selection for a in r.amendments]
+        lr = next((a.old for a in amended if a.key == "train.lr"), self.config.lr)
+        decay = next((a.old for a in amended if a.key == "train.weight_decay"), None)
+        weight_decay = self.config.weight_decay if decay is None else decay
+        schedule = []
+        for record in selection[:epochs]:
+            for a in record.amendments:
+                if a.key == "train.lr":
+                    lr = a.new
+                if a.key == "train.weight_decay":
+                    weight_decay = a.new
+            schedule.append((lr, weight_decay))
+            lr = record.lr
+        return schedule
+
+    def _timed_epoch(self) -> CurveRecord:
         """Train one epoch; return its record (``epoch``, ``loss``, ``train_s``), the time added
         to ``elapsed_s``."""
         start = time.perf_counter()
         loss = self.train_epoch()
         self.epoch += 1
-        record = {"epoch": self.epoch, "loss": loss, "train_s": time.perf_counter() - start}
-        self.elapsed_s += record["train_s"]
+        record = CurveRecord(epoch=self.epoch, loss=loss, train_s=time.perf_counter() - start)
+        self.elapsed_s += record.train_s
         return record
 
     def evaluate(self, part: str = "test", metrics: tuple[str, ...] | None = None) -> EvalResult:
@@ -289,13 +294,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ bookkeeping
     def _update_best(self, result: EvalResult) -> None:
-        value = result.metrics[self.config.valid_metric.lower()]
+        value = result.metrics[self.config.valid_metric]
         if value > self.best_value:
             self.best_value, self.best_epoch, self.bad_evals = value, self.epoch, 0
             self.evals_since_decay = 0
             state = self.model.state_dict()
             self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
-            self._save("best.pt", epoch=self.epoch, state={"best_value": value})
+            best = None if self.run_dir is None else self.run_dir.layout.best_checkpoint
+            self._save(best, epoch=self.epoch, state={"best_value": value})
         else:
             self.bad_evals += 1
             self.evals_since_decay += 1
@@ -308,15 +314,15 @@ class Trainer:
 
     def _save(
         self,
-        name: str,
+        path: Path | None,
         epoch: int,
         state: dict[str, Any],
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
-        """Write ``checkpoint_dir/name`` (nothing without a ``checkpoint_dir``)."""
-        if self.config.checkpoint_dir is not None:
+        """Write the checkpoint ``path`` (nothing without a run directory)."""
+        if path is not None:
             save_checkpoint(
-                Path(self.config.checkpoint_dir) / name,
+                path,
                 model=self.model,
                 optimizer=optimizer,
                 epoch=epoch,
@@ -329,25 +335,23 @@ class Trainer:
         budget = self.config.time_budget_s
         return budget is not None and self.epoch > 0 and self.elapsed_s >= budget
 
-    def _record(self, record: dict[str, Any]) -> None:
-        record["best_epoch"] = self.best_epoch
+    def _record(self, record: CurveRecord) -> None:
+        record.best_epoch = self.best_epoch
+        record.amendments, self._amendments = self._amendments, []
         self.history.append(record)
-        if self.config.log_path is not None:
-            path = Path(self.config.log_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
+        if self.run_dir is not None:
+            self.run_dir.append_curve(record)
 
     def _state(self) -> dict[str, Any]:
         return {
-            "history": self.history,
+            "history": [r.model_dump(mode="json") for r in self.history],
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state,
             "bad_evals": self.bad_evals,
             "evals_since_decay": self.evals_since_decay,
             "elapsed_s": self.elapsed_s,
-            "config": asdict(self.config),
+            "config": self.config.model_dump(mode="json"),
         }
 
     def _resume(self, path: Path) -> None:
@@ -356,13 +360,32 @@ class Trainer:
         )
         state = loaded["state"]
         self.epoch = loaded["epoch"]
-        self.history = list(state["history"])
+        self.history = [CurveRecord.model_validate(r) for r in state["history"]]
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
         self.best_state, self.bad_evals = state["best_state"], state["bad_evals"]
         self.evals_since_decay = state["evals_since_decay"]
         self.elapsed_s = state["elapsed_s"]
         log.info("resumed from %s at epoch %d", path, self.epoch)
+        self._amend(state["config"])
 
-
-def _prefixed(result: EvalResult) -> dict[str, float]:
-    return {f"{result.part}_{name}": value for name, value in result.metrics.items()}
+    def _amend(self, saved: dict[str, Any]) -> None:
+        """Compare the checkpoint's trainer options with this trainer's: refuse a change that
+        may not happen on resume, set a changed learning rate or weight decay on the optimizer
+        (its restored state holds the old ones) and keep every change for the next record."""
+        old = flatten({"train": saved})
+        new = flatten({"train": self.config.model_dump(mode="json")})
+        changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        changed = [k for k in changed if k not in IGNORED]
+        refused = [k for k in changed if k not in AMENDABLE]
+        if refused:
+            raise RunDirError(
+                f"cannot resume from the checkpoint: {refused} changed; only {sorted(AMENDABLE)} "
+                "may change on resume"
+            )
+        for key in changed:
+            name = key.removeprefix("train.")
+            if name in ("lr", "weight_decay"):
+                for group in self.optimizer.param_groups:
+                    group[name] = new[key]
+            log.info("resume: %s %r -> %r", key, old.get(key), new.get(key))
+            self._amendments.append(Amendment(key=key, old=old.get(key), new=new.get(key)))

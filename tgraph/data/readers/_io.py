@@ -1,5 +1,5 @@
 """Shared helpers for readers: gzip-aware paths, delimited text with file line numbers, and
-column parsers that raise :class:`~tgraph.data.errors.DataError` naming the file line.
+column parsers that raise :class:`~tgraph.errors.DataError` naming the file line.
 
 Every reader keeps a ``lines`` array beside its frame (the 1-based line of each row in the
 source file) so that an error points at the line a person opens in an editor.
@@ -8,9 +8,11 @@ source file) so that an error points at the line a person opens in an editor.
 from __future__ import annotations
 
 import csv
+import gzip
 import logging
 import os
 import re
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 from pandas.errors import EmptyDataError, ParserError
 
-from tgraph.data.errors import DataError, DatasetNotFoundError
+from tgraph.errors import DataError, DatasetNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,46 @@ def resolve(path: str | os.PathLike) -> Path:
         f"file {path} (or {gz.name}) not found; check the path, or set TGRAPH_DATA to the "
         "folder that holds the dataset folders"
     )
+
+
+#: what reading a file can raise: ``OSError`` (``gzip.BadGzipFile`` for a ``.gz`` that is not
+#: gzip or fails its CRC), ``EOFError`` (a gzip cut short), ``zlib.error`` (corrupt gzip data)
+READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def unreadable(path: Path, error: BaseException) -> DataError:
+    """The :class:`DataError` for a file that cannot be read or decompressed (one of
+    :data:`READ_ERRORS`), naming the file and what to do."""
+    source, detail = str(path), " ".join(str(error).split())
+    if isinstance(error, gzip.BadGzipFile) and detail.startswith("Not a gzipped file"):
+        return DataError(
+            f"the name ends in .gz but the file is not gzip-compressed ({detail})",
+            source=source,
+            fix="re-download it, or remove the .gz suffix if the file is not compressed",
+        )
+    if isinstance(error, EOFError | zlib.error | gzip.BadGzipFile):  # BadGzipFile: bad CRC
+        return DataError(
+            f"the gzip data is cut short or corrupt ({detail})",
+            source=source,
+            fix="re-download the file; a download or copy of it was interrupted",
+        )
+    return DataError(f"cannot read the file: {detail}", source=source, fix="check the file")
+
+
+def require_unique_header(names: Sequence[str], source: str) -> None:
+    """Raise naming the first column the header (file line 1) names twice: pandas would
+    rename it silently, or every lookup of it would return two columns."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(
+                f"the header names the column {name!r} twice",
+                source=source,
+                column=name,
+                row=1,
+                fix="rename or remove one of the two columns",
+            )
+        seen.add(name)
 
 
 def read_delimited(
@@ -86,9 +128,12 @@ def read_delimited(
             source=source,
             fix="pass the right encoding= to the reader (e.g. 'latin-1')",
         ) from err
+    except READ_ERRORS as err:
+        raise unreadable(path, err) from err
     lines = np.arange(len(frame), dtype=np.int64) + 1
     if names is None:
         names = [str(name).strip() for name in frame.iloc[0]]
+        require_unique_header(names, source)
         frame, lines = frame.iloc[1:], lines[1:]
     width = len(names)
     if frame.shape[1] > width:

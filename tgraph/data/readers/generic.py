@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Interactions
 from tgraph.data.readers import _io
+from tgraph.errors import DataError
 
 TIME_UNITS = {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}
 _TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}

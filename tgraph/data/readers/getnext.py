@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tgraph.data.errors import DataError, DatasetNotFoundError
 from tgraph.data.interactions import Interactions
+from tgraph.data.readers._io import READ_ERRORS, require_unique_header, unreadable
+from tgraph.errors import DataError, DatasetNotFoundError
 
 COLUMNS = {
     "user_id": "user",
@@ -53,12 +54,16 @@ def read_getnext_csv(path: Path) -> Interactions:
     if not path.is_file():
         raise DatasetNotFoundError(f"{path} not found: place the GETNext CSV there")
     source = str(path)
-    try:
+    try:  # pandas renames a repeated header name ("a", "a.1"): read the header as written
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0]
+        require_unique_header([str(name) for name in header], source)
         frame = pd.read_csv(path, dtype={"POI_id": str, "trajectory_id": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as error:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise DataError(
             f"cannot parse the CSV: {error}", source=source, fix="check the file is a GETNext CSV"
         ) from error
+    except READ_ERRORS as error:
+        raise unreadable(path, error) from error
     required = [*COLUMNS, "UTC_time"]
     missing = [c for c in required if c not in frame.columns]
     if missing:

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
+from tgraph.data.readers._io import READ_ERRORS, unreadable
 from tgraph.data.readers.stan import find_file
+from tgraph.errors import DataError
 
 PARTS = ("train", "test")
 TIME_NOTE = "no timestamps in this split: timestamp is 0 for every event"
@@ -26,10 +27,14 @@ def _read_lines(path: Path) -> list[str]:
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
             return handle.read().splitlines()
-    except (OSError, UnicodeDecodeError, EOFError) as error:
+    except UnicodeDecodeError as error:
         raise DataError(
-            f"cannot read the file: {error}", source=str(path), fix="re-download the file"
+            f"the file is not valid utf-8: {error.reason} at byte {error.start}",
+            source=str(path),
+            fix="re-download the file",
         ) from error
+    except READ_ERRORS as error:
+        raise unreadable(path, error) from error
 
 
 def read_adjacency_lists(path: Path) -> pd.DataFrame:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tgraph.data.errors import DataError
 from tgraph.data.interactions import Interactions
 from tgraph.data.readers import _io
+from tgraph.errors import DataError
 
 COLUMNS = ("space", "time", "day", "poi", "tid", "label")
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

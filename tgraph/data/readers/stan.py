@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tgraph.data.errors import DataError, DatasetNotFoundError
 from tgraph.data.interactions import Interactions
+from tgraph.data.readers._io import READ_ERRORS, unreadable
+from tgraph.errors import DataError, DatasetNotFoundError
 
 #: local epoch minute of STAN's ``t = 0`` (2012-04-03 12:59 local time)
 STAN_MINUTE_OFFSET = 22224299
@@ -42,7 +43,9 @@ def _load_npy(path: Path) -> np.ndarray:
     try:
         with opener(path, "rb") as handle:
             return np.load(handle, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
+    except READ_ERRORS as error:
+        raise unreadable(path, error) from error
+    except ValueError as error:
         raise DataError(
             f"cannot read a numpy array: {error}",
             source=str(path),

@@ -1,4 +1,4 @@
-"""Ranking losses on score tensors.
+"""Ranking losses on score tensors; a model's ``config.loss`` names one of :data:`LOSSES`.
 
 Notation: ``s^+`` the score of the observed item, ``s^-_j`` the scores of ``n`` sampled
 negatives, ``s_i`` the scores of all items.
@@ -14,11 +14,15 @@ negatives, ``s_i`` the scores of all items.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOSSES = ("bpr", "ce", "sampled_softmax")
+#: "ce" scores every item; the others score the positive against sampled negatives
+Loss = Literal["bpr", "ce", "sampled_softmax"]
+LOSSES: tuple[str, ...] = get_args(Loss)
 
 
 def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
@@ -39,7 +43,7 @@ def sampled_softmax_loss(scores: Tensor, log_q: Tensor | None = None) -> Tensor:
     return F.cross_entropy(scores, target)
 
 
-def loss_from_scores(name: str, scores: Tensor, pos_item: Tensor) -> Tensor:
+def loss_from_scores(name: Loss, scores: Tensor, pos_item: Tensor) -> Tensor:
     """Dispatch by name: ``"ce"`` takes ``[B, n_items]`` scores and the positive items;
     ``"bpr"`` / ``"sampled_softmax"`` take ``[B, 1 + n]`` scores, positive first."""
     if name == "bpr":

@@ -1,0 +1,72 @@
+"""Trainer options: a typed, validated section (``train`` in an experiment config).
+
+The seed, the device and where checkpoints and curves go are not trainer options: they belong
+to the run (``seeds``, ``device`` and the run directory) and are given to the trainer by
+:func:`tgraph.train.recipe.train_one`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from tgraph.config import StrictModel
+from tgraph.eval.metrics import parse
+
+
+def _metric_name(name: str) -> str:
+    try:
+        parse(name)
+    except (KeyError, ValueError) as error:
+        raise ValueError(str(error).strip("\"'")) from None
+    return name.lower()
+
+
+MetricName = Annotated[str, AfterValidator(_metric_name)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class TrainConfig(StrictModel):
+    """Trainer options (model hyper-parameters live in the model's ``Config``)."""
+
+    epochs: PositiveInt = 100
+    batch_size: PositiveInt = 2048
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    optimizer: Literal["adam", "sgd"] = "adam"
+    #: negatives per positive (ignored by the full "ce" loss)
+    n_neg: PositiveInt = 1
+    negatives: Literal["uniform", "popularity", "spatial"] = "uniform"
+    neg_exclude_history: bool = False
+    #: popularity exponent
+    neg_alpha: Annotated[float, Field(ge=0)] = 0.75
+    #: spatial neighbourhood size
+    neg_k: PositiveInt = 50
+    #: sequence models: skip training targets with a shorter history
+    min_history: Annotated[int, Field(ge=0)] = 0
+    # a tuple from Python code is fine too
+    metrics: Annotated[list[MetricName], Field(min_length=1, strict=False)] = Field(
+        default_factory=lambda: ["recall@20", "ndcg@20"]
+    )
+    valid_metric: MetricName = "ndcg@20"
+    eval_every: PositiveInt = 1
+    #: evaluations without improvement before stopping
+    patience: PositiveInt = 10
+    #: reduce-on-plateau factor (1.0: constant learning rate)
+    lr_decay: Annotated[float, Field(gt=0, le=1)] = 1.0
+    #: evaluations without improvement before each decay
+    lr_patience: PositiveInt = 2
+    #: wall-clock limit on training + validation (seconds)
+    time_budget_s: Annotated[float, Field(ge=0)] | None = None
+    #: after selection, retrain from scratch on train + valid
+    refit: bool = False
+    eval_batch_size: PositiveInt = 1024
+    progress: bool = True
+
+    @model_validator(mode="after")
+    def _valid_metric_is_computed(self) -> TrainConfig:
+        """The selection metric is always among the computed validation metrics."""
+        if self.valid_metric not in self.metrics:
+            self.metrics = [*self.metrics, self.valid_metric]
+        return self
