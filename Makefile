@@ -10,7 +10,7 @@ export DGLBACKEND := pytorch
 $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev,notebooks,postgres]"
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev,notebooks,postgres,serve]"
 	$(BIN)/pip check
 	touch $(STAMP)
 

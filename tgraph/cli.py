@@ -1,5 +1,5 @@
 """The ``tgraph`` command: ``tgraph run``, ``tune``, ``compare``, ``analyse``,
-``data list|describe|download``.
+``data list|describe|download``, ``serve``.
 
 A user error (configuration, data, a run directory or study tgraph refuses to touch) is printed
 as one line, without a traceback unless ``--debug`` is given; the exit code is 2 for usage and
@@ -18,6 +18,7 @@ Examples::
     tgraph data list
     tgraph data describe foursquare_nyc
     tgraph data download movielens_100k --root ~/data
+    tgraph serve runs/demo/synthetic/sasrec/seed0 --port 8000
 """
 
 from __future__ import annotations
@@ -119,6 +120,44 @@ def _data(args: argparse.Namespace) -> int:
     from tgraph.data.download import fetch
 
     fetch(args.name, args.root)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from tgraph.runs import RunDir
+    from tgraph.serve import load
+
+    try:
+        from tgraph.serve.app import LOOPBACK, TOKEN_ENV, serve
+    except ImportError as error:
+        raise UsageError(
+            f"tgraph serve needs the 'serve' extra ({error.name} is missing): "
+            "pip install 'tgraph[serve]'"
+        ) from None
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.host not in LOOPBACK and not token:
+        raise UsageError(
+            f"--host {args.host} exposes the server beyond this machine: give an access token "
+            f"(--token or ${TOKEN_ENV})"
+        )
+    log = args.log or RunDir(args.run_dir).layout.serve_log
+    session = load(args.run_dir, root=args.data_root, log=log)
+    print(
+        f"serving {session.name} ({session.n_users} users, {session.n_items} items, "
+        f"{session.n_events} events; log {log}) on http://{args.host}:{args.port}",
+        flush=True,
+    )
+    serve(
+        session,
+        args.host,
+        args.port,
+        token=token,
+        max_body=args.max_body,
+        max_batch=args.max_batch,
+    )
     return 0
 
 
@@ -272,6 +311,33 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("name", nargs="?", help="dataset name (see 'tgraph data list')")
     data.add_argument("--root", default=None, help="data root (default: $TGRAPH_DATA)")
     data.set_defaults(handler=_data)
+
+    srv = commands.add_parser(
+        "serve",
+        parents=[threads],
+        help="serve a finished run over HTTP: recommendations and new events",
+        description="GET /recommend?user=&k=&at=, POST /events (a JSON list), GET /health. "
+        "Ingested events are appended to an event log (fsync) before they are acknowledged, "
+        "and replayed on start. Needs the 'serve' extra (pip install tgraph[serve]).",
+    )
+    srv.add_argument("run_dir", help="runs/<experiment>/<dataset>/<model>/seed<k>/")
+    srv.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument(
+        "--token",
+        default=None,
+        help="access token checked on every request (default: $TGRAPH_SERVE_TOKEN); "
+        "required for a --host other than loopback",
+    )
+    srv.add_argument("--log", default=None, help="event log (default: RUN_DIR/serve/events.jsonl)")
+    srv.add_argument(
+        "--max-body", type=int, default=1 << 20, help="request body limit, bytes (default 1 MiB)"
+    )
+    srv.add_argument(
+        "--max-batch", type=int, default=10_000, help="events per POST /events (default 10000)"
+    )
+    srv.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
+    srv.set_defaults(handler=_serve)
     return parser
 
 

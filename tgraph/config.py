@@ -12,10 +12,18 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from tgraph.errors import ConfigError
@@ -183,6 +191,27 @@ class ModelEntry(StrictModel):
         return self.label or self.name
 
 
+class EvalConfig(StrictModel):
+    """How the test part is ranked (:mod:`tgraph.eval.streaming`).
+
+    ``static``: every test query is ranked by the trained model as it is (frozen).
+    ``streaming``: the same test ranking, then the events the model has not seen are replayed
+    in time order: each test query is ranked with the state as of just before its time, and
+    the events are folded in with ``model.update`` (plus ``finetune_steps`` gradient steps, if
+    set) before later queries. A run reports both, from one training.
+    """
+
+    mode: Literal["static", "streaming"] = "static"
+    #: gradient steps of ``model.finetune`` after each ingested batch of events (0: none)
+    finetune_steps: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _finetune_streams(self) -> EvalConfig:
+        if self.finetune_steps and self.mode != "streaming":
+            raise ValueError("finetune_steps > 0 needs mode 'streaming' (static never updates)")
+        return self
+
+
 class ExperimentConfig(StrictModel):
     experiment: FolderName = "default"
     output_dir: str = "runs"
@@ -197,6 +226,8 @@ class ExperimentConfig(StrictModel):
     metrics: list[str] = Field(
         default_factory=lambda: ["acc@1", "acc@5", "acc@10", "ndcg@5", "ndcg@10", "mrr"]
     )
+    #: the test protocol: static only, or static and streaming
+    eval: EvalConfig = Field(default_factory=EvalConfig)
 
     def entry_key(self, entry: ModelEntry) -> str:
         """``"models[i]"`` for the entry ``i`` of :attr:`models` (``"model"`` for an entry
@@ -277,8 +308,19 @@ class ExperimentConfig(StrictModel):
                 )
             )
         for entry in self.models:
-            if collect(self.model_class, entry) is not None:
+            model_class = collect(self.model_class, entry)
+            if model_class is not None:
                 collect(self.hyperparameters, entry)
+            streams = self.eval.mode == "streaming"
+            if model_class is not None and streams and not model_class.supports_update:
+                problems.append(
+                    ConfigError(
+                        f"model {entry.name!r} cannot fold new events in (no update), "
+                        "so it cannot be evaluated in streaming mode",
+                        key=f"{self.entry_key(entry)}.name",
+                        fix="leave it out of a streaming experiment, or use eval.mode static",
+                    )
+                )
             key = f"{self.entry_key(entry)}.train"
             problems += _trainer_options(self.train, entry.train, key)[1]
         raise_all(problems)  # a problem of ``train`` is listed once, not once per entry

@@ -3,7 +3,8 @@
 Each (model, seed) gets a run directory (see :mod:`tgraph.runs`); the experiment folder
 ``<output_dir>/<experiment>/<dataset>/`` also receives ``summary.csv`` / ``summary.md`` with
 the mean and standard deviation over seeds. Epochs are selected on validation only; test
-is ranked once, with the selected weights.
+is ranked once, with the selected weights, and with ``eval.mode: streaming`` a second time by
+:class:`~tgraph.eval.streaming.StreamingEvaluator`, the same weights following the stream.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tgraph.data.paths import data_root
 from tgraph.data.protocols import PROTOCOLS
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError, RunDirError
+from tgraph.eval.streaming import StreamingEvaluator
 from tgraph.runs import RunDir, RunMetrics, safe_run_path
 from tgraph.train.recipe import RunSpec, resolve_run, train_one
 
@@ -79,8 +81,20 @@ def run_model(
             resume=decision.action == "resume",
         )
         trainer = trained.trainer
-        result = trainer.evaluate("test", tuple(m.lower() for m in spec.experiment.metrics))
+        metric_names = tuple(m.lower() for m in spec.experiment.metrics)
+        result = trainer.evaluate("test", metric_names)
         log.info("%s seed %d: test %s", spec.label, spec.seed, result.metrics)
+        streaming = None
+        if spec.experiment.eval.mode == "streaming":  # the same weights, then updated
+            streaming = StreamingEvaluator(
+                split_,
+                metric_names,
+                refit=spec.train.refit,
+                finetune_steps=spec.experiment.eval.finetune_steps,
+                finetune_options=spec.train.model_dump(),
+                progress=spec.train.progress,
+            ).evaluate(trained.model)
+            log.info("%s seed %d: streaming test %s", spec.label, spec.seed, streaming.metrics)
     selected = next(r for r in trainer.history if r.epoch == trainer.best_epoch and r.validated)
     metrics = RunMetrics(
         model=spec.label,
@@ -92,8 +106,11 @@ def run_model(
         test=result.metrics,
         train_seconds=trained.train_seconds,
         train_valid_seconds=trainer.elapsed_s,
+        streaming=None if streaming is None else streaming.metrics,
     )
-    run_dir.write_results(metrics, result.per_query)
+    run_dir.write_results(
+        metrics, result.per_query, None if streaming is None else streaming.result.per_query
+    )
     return metrics
 
 

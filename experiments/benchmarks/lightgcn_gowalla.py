@@ -18,23 +18,13 @@ import argparse
 import time
 
 import torch
+from timing import best_of
 
 from tgraph.config import ExperimentConfig, ModelEntry
 from tgraph.data import data_root, protocols
 from tgraph.eval.evaluator import Evaluator
 from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
 from tgraph.train.recipe import build_trainer
-
-
-def best_of(fn, repeats: int) -> float:
-    """Fastest of ``repeats`` calls, in seconds (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -55,8 +45,10 @@ def main() -> None:
 
     with torch.no_grad():
         conv = LightGCNConv()
-        layer = best_of(lambda: conv(graph, feat), args.repeats)
-        mean = best_of(lambda: lightgcn_propagate(graph, feat, 3), args.repeats)
+        layer = best_of(lambda: conv(graph, feat, model.graph_norm), args.repeats)
+        mean = best_of(
+            lambda: lightgcn_propagate(graph, feat, 3, norm=model.graph_norm), args.repeats
+        )
         src, dst = graph.edges()
         norm = (graph.out_degrees(src).clamp(min=1) * graph.in_degrees(dst).clamp(min=1)).pow(-0.5)
         adjacency = torch.sparse_coo_tensor(

@@ -7,8 +7,9 @@ import torch
 
 import tgraph.models as models
 from tgraph.data.protocols import getnext_nyc, next_poi_chronological
+from tgraph.data.queries import target_queries
 from tgraph.data.synthetic import generate
-from tgraph.models.base import Batch, target_queries
+from tgraph.models.base import Batch
 from tgraph.models.flagship import STHeteroRec
 from tgraph.train import Trainer
 from tgraph.train.seed import seed_everything

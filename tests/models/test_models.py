@@ -8,9 +8,10 @@ import torch
 
 import tgraph.models as models
 from tests.models.helpers import make_interactions, random_split, tiny_split
+from tgraph.data.queries import Queries, build_queries, history_index, target_queries
 from tgraph.errors import ConfigError
 from tgraph.graph.bipartite import bipartite_graph
-from tgraph.models.base import Batch, Queries, build_queries, target_queries
+from tgraph.models.base import Batch
 from tgraph.nn import LightGCNConv
 
 
@@ -45,7 +46,8 @@ def test_history_is_strictly_before_the_query_and_never_the_target():
 
 def test_build_queries_same_timestamp_excluded_and_empty_history():
     context = pd.DataFrame({"user": [0, 0, 1], "item": [1, 2, 0], "timestamp": [5, 9, 3]})
-    q = build_queries(np.array([0, 0, 1, 2]), np.array([9, 10, 3, 99]), context, 2, n_items=4)
+    index = history_index(context)
+    q = build_queries(np.array([0, 0, 1, 2]), np.array([9, 10, 3, 99]), index, 2, n_items=4)
     assert q.hist_items.tolist() == [[1, 4], [1, 2], [4, 4], [4, 4]]
     assert q.hist_len.tolist() == [1, 2, 0, 0]
     assert q.last_item.tolist() == [1, 2, 4, 4]

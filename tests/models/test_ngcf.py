@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 import tgraph.models as models
 from tests.models.helpers import random_split, tiny_split
-from tgraph.models.base import Batch, Queries, target_queries
+from tgraph.data.queries import Queries, target_queries
+from tgraph.models.base import Batch
 from tgraph.models.ngcf import NGCF
 from tgraph.train import Trainer
 from tgraph.train.seed import seed_everything

@@ -9,9 +9,10 @@ from tests.models.helpers import (
     synthetic_acc10,
     tiny_split,
 )
+from tgraph.data.queries import Queries, target_queries
 from tgraph.errors import ConfigError
 from tgraph.models import get
-from tgraph.models.base import Batch, Queries, target_queries
+from tgraph.models.base import Batch
 from tgraph.models.tgat import TGAT
 from tgraph.train import seed_everything
 

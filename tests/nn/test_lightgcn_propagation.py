@@ -6,7 +6,8 @@ import torch
 
 import tgraph.models as models
 from tests.models.helpers import random_split
-from tgraph.models.base import Batch, Queries
+from tgraph.data.queries import Queries
+from tgraph.models.base import Batch
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.losses import loss_from_scores
 from tgraph.nn.lightgcn_conv import LightGCNConv, LightGCNPropagation, symmetric_norm
@@ -57,17 +58,36 @@ def test_gradcheck_all_rows():
     )
 
 
-def test_norms_cached_once_and_conv_uses_them():
+def test_norms_are_pure_and_conv_uses_them():
+    """Degrees out (2, 2, 2, 2, 1->clamped, 0->1) and in (2, 1, 1, 2, 2, 0->1) of the fixture;
+    nothing is written on the graph, and given norms are used as they are."""
     graph = _directed_graph()
     out_norm, in_norm = symmetric_norm(graph)
     assert out_norm.shape == (6, 1) and in_norm.dtype == torch.float32
-    assert graph.ndata["in_norm"] is in_norm and symmetric_norm(graph)[1] is in_norm
+    assert not graph.ndata and not graph.edata
     expected = torch.tensor([2, 1, 1, 2, 2, 1], dtype=torch.float64).rsqrt()
     torch.testing.assert_close(symmetric_norm(graph, torch.float64)[1][:, 0], expected)
     torch.testing.assert_close(in_norm[:, 0], expected.float())
     torch.testing.assert_close(out_norm[:, 0], torch.tensor([2, 2, 2, 2, 1, 1]).float().rsqrt())
     feat = torch.randn(6, 3)
-    torch.testing.assert_close(LightGCNConv()(graph, feat), _dense_mean(graph, feat, 1) * 2 - feat)
+    conv = LightGCNConv()
+    torch.testing.assert_close(conv(graph, feat), _dense_mean(graph, feat, 1) * 2 - feat)
+    torch.testing.assert_close(conv(graph, feat, (out_norm, in_norm)), conv(graph, feat))
+    doubled = conv(graph, feat, (out_norm, 2 * in_norm))
+    torch.testing.assert_close(doubled, 2 * conv(graph, feat))
+    assert not graph.ndata
+
+
+@pytest.mark.parametrize("name", ["lightgcn", "ngcf"])
+def test_models_keep_norms_beside_the_graph_not_on_it(name):
+    model = models.get(name)(random_split(), {"n_layers": 2})
+    users = torch.tensor([0, 1])
+    model.calculate_loss(Batch(Queries(users, users), users, users[:, None])).backward()
+    model.eval()
+    model.full_sort_predict(Queries(users, users))
+    assert set(model.graph.ndata) == {"is_item"}  # what bipartite_graph put there, no more
+    torch.testing.assert_close(model.graph_norm[1], symmetric_norm(model.graph)[1])
+    assert "out_norm" not in model.state_dict()
 
 
 @pytest.mark.parametrize("loss", ["bpr", "sampled_softmax", "ce"])

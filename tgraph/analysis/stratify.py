@@ -9,7 +9,7 @@
 * ``activity``: quantile bin of the user's number of training events (bins over the distinct
   users of the part, labelled ``"Q1 [lo-hi]"``);
 * ``novelty``: ``"explore"`` when no target item occurs in the user's context events
-  (:func:`~tgraph.models.base.context_events`) strictly before the query, ``"revisit"`` when all
+  (:func:`~tgraph.data.queries.context_events`) strictly before the query, ``"revisit"`` when all
   do, ``"mixed"`` otherwise.
 
 :func:`stratified_metrics` joins these with a per-query table (an
@@ -31,9 +31,9 @@ import pandas as pd
 
 from tgraph.analysis.plots import new_figure, save_png
 from tgraph.data.preprocess import time_features
+from tgraph.data.queries import context_events
 from tgraph.data.split import EVENT_KEY, Split
 from tgraph.errors import DataError
-from tgraph.models.base import context_events
 from tgraph.runs import RunDir
 
 logger = logging.getLogger(__name__)

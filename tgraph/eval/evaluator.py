@@ -33,10 +33,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from tgraph.data.queries import Queries, target_queries
 from tgraph.data.split import Split
 from tgraph.errors import DataError
 from tgraph.eval import metrics as M
-from tgraph.models.base import Queries, Recommender, target_queries
+from tgraph.models.base import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,16 @@ def _csr(rows: np.ndarray, values: np.ndarray, n_rows: int) -> tuple[np.ndarray,
     return indptr, values[order].astype(np.int64)
 
 
-def _segments(indptr: np.ndarray, values: np.ndarray, lo: int, hi: int) -> tuple[Tensor, Tensor]:
-    """(row within the batch, value) pairs of rows ``lo .. hi-1`` of a CSR structure."""
-    counts = np.diff(indptr[lo : hi + 1])
-    rows = np.repeat(np.arange(hi - lo), counts)
-    return torch.from_numpy(rows), torch.from_numpy(values[indptr[lo] : indptr[hi]])
+def _segments(
+    indptr: np.ndarray, values: np.ndarray, rows: np.ndarray
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(row within the batch, value, position within the row) triples of the rows ``rows``
+    of a CSR structure, in the order of ``rows``."""
+    counts = indptr[rows + 1] - indptr[rows]
+    batch_row = np.repeat(np.arange(len(rows)), counts)
+    within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    picked = values[np.repeat(indptr[rows], counts) + within]
+    return torch.from_numpy(batch_row), torch.from_numpy(picked), torch.from_numpy(within)
 
 
 def ground_truth_ranks(scores: Tensor, gt: Tensor) -> Tensor:
@@ -176,34 +182,44 @@ class Evaluator:
         """Evaluate in eval mode (the model's mode is restored afterwards)."""
         was_training = model.training
         model.eval()
-        device = model.device
         queries = self.queries(model.history_len)
         n = len(self.table)
         chunks = []
         starts = range(0, n, self.batch_size)
         for lo in tqdm(starts, desc=f"eval {self.part}", disable=not self.progress, leave=False):
             hi = min(lo + self.batch_size, n)
-            scores = model.full_sort_predict(queries[lo:hi].to(device)).float()
-            if scores.shape != (hi - lo, self.split.n_items):
-                raise ValueError(f"full_sort_predict returned {tuple(scores.shape)}")
-            low, high = torch.aminmax(scores)  # one pass, NaN propagates; isfinite is ~40x slower
-            if not (torch.isfinite(low) and torch.isfinite(high)):
-                raise ValueError(f"{type(model).__name__} produced non-finite scores")
-            if self.mask_ptr is not None:
-                rows, items = _segments(self.mask_ptr, self.mask_items, lo, hi)
-                # out of place: the scores may be a view of model state (e.g. popularity counts)
-                scores = scores.index_put(
-                    (rows.to(device), items.to(device)), torch.tensor(float("-inf"), device=device)
-                )
-            rows, items = _segments(self.gt_ptr, self.gt_items, lo, hi)
-            width = int(np.diff(self.gt_ptr[lo : hi + 1]).max())
-            within = torch.arange(len(rows)) - torch.from_numpy(
-                np.repeat(self.gt_ptr[lo:hi] - self.gt_ptr[lo], np.diff(self.gt_ptr[lo : hi + 1]))
-            )
-            gt = torch.full((hi - lo, width), -1, dtype=torch.long)
-            gt[rows, within] = items
-            chunks.append(ground_truth_ranks(scores, gt.to(device)).cpu().numpy())
+            chunks.append(self.rank(model, queries[lo:hi], np.arange(lo, hi)))
         model.train(was_training)
+        return self.result(chunks)
+
+    @torch.no_grad()
+    def rank(self, model: Recommender, queries: Queries, rows: np.ndarray) -> np.ndarray:
+        """``[len(rows), G]`` ranks of the ground truths of the per-query table's rows
+        ``rows``, scored by ``model`` (in its current mode) on ``queries`` (one query per row,
+        in the same order), with this evaluator's masks."""
+        device = model.device
+        scores = model.full_sort_predict(queries.to(device)).float()
+        if scores.shape != (len(rows), self.split.n_items):
+            raise ValueError(f"full_sort_predict returned {tuple(scores.shape)}")
+        low, high = torch.aminmax(scores)  # one pass, NaN propagates; isfinite is ~40x slower
+        if not (torch.isfinite(low) and torch.isfinite(high)):
+            raise ValueError(f"{type(model).__name__} produced non-finite scores")
+        if self.mask_ptr is not None:
+            batch_row, items, _ = _segments(self.mask_ptr, self.mask_items, rows)
+            # out of place: the scores may be a view of model state (e.g. popularity counts)
+            scores = scores.index_put(
+                (batch_row.to(device), items.to(device)),
+                torch.tensor(float("-inf"), device=device),
+            )
+        batch_row, items, within = _segments(self.gt_ptr, self.gt_items, rows)
+        width = int((self.gt_ptr[rows + 1] - self.gt_ptr[rows]).max())
+        gt = torch.full((len(rows), width), -1, dtype=torch.long)
+        gt[batch_row, within] = items
+        return ground_truth_ranks(scores, gt.to(device)).cpu().numpy()
+
+    def result(self, chunks: list[np.ndarray]) -> EvalResult:
+        """The :class:`EvalResult` of the ranks of every row of the per-query table, given as
+        consecutive chunks (in table order) of :meth:`rank`'s output."""
         width = max(c.shape[1] for c in chunks)
         ranks = np.concatenate(
             [np.pad(c, ((0, 0), (0, width - c.shape[1])), constant_values=np.inf) for c in chunks]

@@ -10,11 +10,13 @@ from tgraph.graph.spec import GraphSpec, reverse
 from tgraph.graph.temporal import (
     RecentNeighborSampler,
     TemporalNeighbors,
+    events_block,
     graph_before,
     graph_between,
     sample_recent_neighbors,
     snapshots,
 )
+from tgraph.graph.training import has_coordinates, training_heterograph
 
 __all__ = [
     "GraphMeta",
@@ -24,8 +26,10 @@ __all__ = [
     "TemporalNeighbors",
     "add_degree_norm",
     "build_graph",
+    "events_block",
     "graph_before",
     "graph_between",
+    "has_coordinates",
     "load_graph",
     "reverse",
     "sample_recent_neighbors",
@@ -33,4 +37,5 @@ __all__ = [
     "snapshots",
     "time_span",
     "timed_etypes",
+    "training_heterograph",
 ]

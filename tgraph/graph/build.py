@@ -14,7 +14,7 @@ Node data
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,8 +123,11 @@ def _near(centres: np.ndarray, spec: GraphSpec) -> tuple[np.ndarray, np.ndarray,
     return valid[src], valid[dst], km
 
 
-def add_degree_norm(graph: dgl.DGLGraph) -> dgl.DGLGraph:
-    r"""Store per-relation degree normalisers, in place, and return ``graph``.
+def add_degree_norm(
+    graph: dgl.DGLGraph, etypes: Sequence[tuple[str, str, str]] | None = None
+) -> dgl.DGLGraph:
+    r"""Store per-relation degree normalisers of ``etypes`` (default: every relation), in
+    place, and return ``graph``.
 
     For relation :math:`r: s \to d` with out-degree :math:`\deg^{out}_r(u)` of source nodes and
     in-degree :math:`\deg^{in}_r(v)` of destination nodes (edges counted with multiplicity):
@@ -135,7 +138,7 @@ def add_degree_norm(graph: dgl.DGLGraph) -> dgl.DGLGraph:
       :math:`h_v = \sum_{(u,v)\in E_r} \mathrm{norm}_{uv}\, h_u` is the symmetric (GCN /
       LightGCN) propagation on relation :math:`r`. A reverse relation gets the same ``norm``.
     """
-    for et in graph.canonical_etypes:
+    for et in graph.canonical_etypes if etypes is None else etypes:
         src, name, dst = et
         u, v = graph.edges(etype=et)
         out_deg = torch.bincount(u, minlength=graph.num_nodes(src)).float()

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import dgl
+import numpy as np
 import torch
 
+from tgraph.data.temporal_index import TemporalIndex
 from tgraph.graph.build import add_degree_norm
 from tgraph.graph.hetero import TIMESTAMP, TemporalHeteroGraph, time_span
 
@@ -81,6 +83,37 @@ def snapshots(
     ]
 
 
+def events_block(
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    num_dst: int,
+    etype: tuple[str, str, str] | None = None,
+) -> tuple[dgl.DGLGraph, torch.Tensor]:
+    """A DGL block with one edge per event ``src[j] -> dst[j]``: destination nodes
+    ``0 .. num_dst - 1`` (the queries), source nodes the distinct ``src`` ids (returned,
+    ascending; edge ``j`` starts at the position of ``src[j]`` among them). Repeated events
+    are parallel edges. ``etype``: the relation of a heterogeneous block (homogeneous if
+    ``None``). Shared by the temporal neighbour sampler and TGAT's neighbourhood."""
+    unique, local = torch.unique(src, return_inverse=True)
+    if etype is None:
+        block = dgl.create_block(
+            (local, dst),
+            num_src_nodes=len(unique),
+            num_dst_nodes=num_dst,
+            idtype=src.dtype,
+            device=src.device,
+        )
+    else:
+        block = dgl.create_block(
+            {etype: (local, dst)},
+            num_src_nodes={etype[0]: len(unique)},
+            num_dst_nodes={etype[2]: num_dst},
+            idtype=src.dtype,
+            device=src.device,
+        )
+    return block, unique
+
+
 @dataclass
 class TemporalNeighbors:
     """Sampled edges of one relation; row ``j`` is edge ``eid[j]`` from ``src[j]`` to
@@ -98,16 +131,10 @@ class TemporalNeighbors:
     def to_block(self) -> dgl.DGLGraph:
         """A DGL block whose destination nodes are the queries (``dstdata[dgl.NID]`` = seeds,
         ``dstdata["t"]`` = times) and source nodes the distinct sampled neighbours
-        (``srcdata[dgl.NID]``); edge data ``dgl.EID``, ``timestamp`` and ``dt = t - timestamp``."""
+        (``srcdata[dgl.NID]``); edge data ``dgl.EID``, ``timestamp`` and ``dt = t - timestamp``
+        (see :func:`events_block`)."""
         src_type, _, dst_type = self.etype
-        unique, local = torch.unique(self.src, return_inverse=True)
-        block = dgl.create_block(
-            {self.etype: (local, self.query)},
-            num_src_nodes={src_type: len(unique)},
-            num_dst_nodes={dst_type: len(self.seeds)},
-            idtype=self.src.dtype,
-            device=self.src.device,
-        )
+        block, unique = events_block(self.src, self.query, len(self.seeds), self.etype)
         block.srcnodes[src_type].data[dgl.NID] = unique
         block.dstnodes[dst_type].data[dgl.NID] = self.seeds
         block.dstnodes[dst_type].data["t"] = self.times
@@ -120,12 +147,13 @@ class TemporalNeighbors:
 class RecentNeighborSampler:
     """The ``k`` most recent in-neighbours over one timed relation, strictly before a time.
 
-    The edges are indexed once, sorted by ``(dst, timestamp, eid)``; a query ``(v, t)`` is a
-    binary search for the last edge of ``v`` with ``timestamp < t`` on the key
-    ``dst * B + (timestamp - t_min + 1)`` with ``B = t_max - t_min + 2``, so a batch of queries
-    costs :math:`O(Q \\log E + \\text{output})` with no Python loop. Ties in timestamp are broken
-    by edge id (the larger id counts as more recent). Sample neighbours of a node of the
-    source type with the reverse relation (e.g. ``rev_interacts`` for a user's items).
+    The relation's edges are the events of a :class:`~tgraph.data.temporal_index.TemporalIndex`
+    keyed by destination node, added in edge-id order, so the index's event ids are the edge
+    ids and ties in timestamp are broken by edge id (the larger id counts as more recent). A
+    batch of queries costs :math:`O(Q \\log E + \\text{output})` with no Python loop (see the
+    index). The index lives in host memory; the samples are returned on the graph's device.
+    Sample neighbours of a node of the source type with the reverse relation (e.g.
+    ``rev_interacts`` for a user's items).
     """
 
     def __init__(self, g: dgl.DGLGraph | TemporalHeteroGraph, etype: str | tuple[str, str, str]):
@@ -133,48 +161,37 @@ class RecentNeighborSampler:
         self.etype = graph.to_canonical_etype(etype)
         if TIMESTAMP not in graph.edges[self.etype].data:
             raise ValueError(f"relation {self.etype} has no '{TIMESTAMP}' edge data")
-        src, dst, eid = graph.edges(form="all", etype=self.etype, order="eid")
-        ts = graph.edges[self.etype].data[TIMESTAMP].to(torch.int64)
-        order = torch.argsort(ts, stable=True)  # eid order within equal timestamps
-        order = order[torch.argsort(dst[order], stable=True)]
-        self.src, self.eid, self.ts = src[order], eid[order], ts[order]
+        src, dst = graph.edges(form="uv", etype=self.etype, order="eid")
+        ts = graph.edges[self.etype].data[TIMESTAMP]
+        self.device, self.idtype = src.device, src.dtype
         self.num_dst = graph.num_nodes(self.etype[2])
-        self.t_min = int(ts.min()) if ts.numel() else 0
-        self.base = (int(ts.max()) if ts.numel() else 0) - self.t_min + 2
-        if self.num_dst * self.base >= 2**62:
-            raise ValueError("time span times node count overflows int64; rescale timestamps")
-        self.keys = dst[order].to(torch.int64) * self.base + (self.ts - self.t_min + 1)
-        degree = torch.bincount(dst.to(torch.int64), minlength=self.num_dst)
-        self.offsets = torch.zeros(self.num_dst + 1, dtype=torch.int64, device=src.device)
-        self.offsets[1:] = torch.cumsum(degree, 0)
+        self.index = TemporalIndex.from_events(
+            dst.cpu().numpy(), ts.cpu().numpy().astype(np.int64), src=src.cpu().numpy()
+        )
 
     def sample(self, seeds: torch.Tensor, times: torch.Tensor, k: int | None) -> TemporalNeighbors:
         """For each query ``(seeds[q], times[q])`` the ``k`` most recent edges with
         ``timestamp < times[q]`` (all of them when ``k`` is ``None``)."""
-        device = self.keys.device
-        seeds = torch.as_tensor(seeds, device=device).to(torch.int64)
-        times = torch.as_tensor(times, device=device).to(torch.int64)
+        seeds = torch.as_tensor(seeds).to(torch.int64).cpu()
+        times = torch.as_tensor(times).to(torch.int64).cpu()
         if seeds.shape != times.shape or seeds.dim() != 1:
             raise ValueError("seeds and times must be 1-D tensors of one length")
         if seeds.numel() and (seeds.min() < 0 or seeds.max() >= self.num_dst):
             raise ValueError(f"seed ids must lie in [0, {self.num_dst})")
-        rel = torch.clamp(times - self.t_min + 1, 0, self.base)
-        hi = torch.searchsorted(self.keys, seeds * self.base + rel)
-        lo = self.offsets[seeds]
-        if k is not None:
-            lo = torch.maximum(lo, hi - k)
-        counts = hi - lo
-        query = torch.repeat_interleave(torch.arange(len(seeds), device=device), counts)
-        starts = torch.cumsum(counts, 0) - counts
-        pos = lo[query] + torch.arange(len(query), device=device) - starts[query]
+        recent = self.index.recent(seeds.numpy(), times.numpy(), k)
+        query, position = recent.flat()
+
+        def tensor(values: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(values)).to(self.device, dtype)
+
         return TemporalNeighbors(
             etype=self.etype,
-            seeds=seeds,
-            times=times,
-            src=self.src[pos],
-            query=query,
-            eid=self.eid[pos],
-            timestamp=self.ts[pos],
+            seeds=seeds.to(self.device),
+            times=times.to(self.device),
+            src=tensor(recent["src"][query, position], self.idtype),
+            query=tensor(query, torch.int64),
+            eid=tensor(recent.edge[query, position], self.idtype),
+            timestamp=tensor(recent.time[query, position], torch.int64),
         )
 
 

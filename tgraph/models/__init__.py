@@ -13,23 +13,14 @@ from tgraph.models import (  # noqa: F401
     sasrec,
     tgat,
 )
-from tgraph.models.base import (
-    Batch,
-    EmbeddingRecommender,
-    ModelConfig,
-    Queries,
-    Recommender,
-    build_queries,
-)
+from tgraph.models.base import Batch, EmbeddingRecommender, ModelConfig, Recommender
 from tgraph.models.registry import get, list_models, register
 
 __all__ = [
     "Batch",
     "EmbeddingRecommender",
     "ModelConfig",
-    "Queries",
     "Recommender",
-    "build_queries",
     "get",
     "list_models",
     "register",

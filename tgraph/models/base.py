@@ -1,4 +1,5 @@
-"""The model contract: :class:`Recommender`, the :class:`Queries` and :class:`Batch` records.
+"""The model contract: :class:`Recommender` and the :class:`Batch` record (of
+:class:`~tgraph.data.queries.Queries`).
 
 Every model is a ``torch.nn.Module`` built as ``Model(split, config)``; it may read
 ``split.train`` (and the ``users`` / ``items`` id tables), never validation or test events.
@@ -11,6 +12,11 @@ Scores are "higher is better" and finite.
 * ``observe(interactions)`` (optional): rebuild what the model derives from the training
   events (e.g. its graph) from ``interactions``, a superset of them. The trainer's refit
   (``train.refit``) calls it with the training plus validation events.
+* ``update(events)`` (``supports_update``): fold new events into the trained model without
+  a gradient step (graph edges and norms, counts; new users and items grow the model with
+  the cold start its docstring states, see :mod:`tgraph.models.update`); afterwards what is
+  derived from events equals a rebuild on all of them. ``finetune(events, steps)``: a few
+  gradient steps on recent events (:mod:`tgraph.train.finetune`).
 
 Hyper-parameters are typed: each model declares ``class Config(ModelConfig)`` (a frozen
 :class:`~tgraph.config.StrictModel`, so unknown keys, wrong types and out-of-range values are
@@ -24,17 +30,16 @@ What else a model needs:
 * ``history_len`` (instance attribute): how many past events each query must carry
   (0 = none; Markov needs 1; sequence models their ``max_len``).
 
-History (see :func:`build_queries`) is built from the events strictly before the query's
-timestamp: train events, plus validation events for validation and test queries, plus test
-events for test queries. The target itself is never part of it. It is left-aligned,
-oldest first, padded at the end with the index ``n_items`` (``Queries.pad``), so that
-sequence models can use :func:`padded_item_embedding`.
+History (see :mod:`tgraph.data.queries`) is built from the events strictly before the
+query's timestamp and never contains the target. It is left-aligned, oldest first, padded
+at the end with the index ``n_items`` (``Queries.pad``), so that sequence models can use
+:func:`padded_item_embedding`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 import dgl
@@ -46,11 +51,19 @@ from torch import Tensor, nn
 
 from tgraph.config import StrictModel, validate_model
 from tgraph.data.interactions import Interactions
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.errors import DataError
-from tgraph.graph.bipartite import bipartite_graph
+from tgraph.data.temporal_index import TemporalIndex
+from tgraph.graph.bipartite import bipartite_graph, user_item_pairs
 from tgraph.models.losses import Loss, loss_from_scores
-from tgraph.nn.lightgcn_conv import symmetric_norm
+from tgraph.models.update import (
+    NewEvents,
+    cold_start_rows,
+    grow_embedding,
+    new_events,
+    pairs_to_new,
+)
+from tgraph.nn.lightgcn_conv import Norms, degree_norm
 
 #: a dropout probability (1 would drop everything)
 Dropout = Annotated[float, Field(ge=0, lt=1)]
@@ -78,70 +91,6 @@ class ModelConfig(StrictModel):
 
     #: the training loss (:mod:`tgraph.models.losses`); statistical models train none
     loss: Loss = "bpr"
-
-
-@dataclass
-class Queries:
-    """A batch of ranking requests.
-
-    Attributes:
-        user: ``[B]`` user codes.
-        timestamp: ``[B]`` query times (UTC seconds); history is strictly before them.
-        hist_items: ``[B, L]`` item codes, oldest first, padded at the end with ``pad``.
-        hist_times: ``[B, L]`` timestamps of the history events (0 at padding).
-        hist_lat / hist_lon: ``[B, L]`` coordinates of the history items (items table;
-            ``None`` when the items have none; 0 at padding).
-        hist_len: ``[B]`` number of real history events (0 .. L).
-        query: ``[B]`` row of each query in the evaluator's per-query table, or ``None``.
-        pad: padding item index (= ``n_items``).
-    """
-
-    user: Tensor
-    timestamp: Tensor
-    hist_items: Tensor | None = None
-    hist_times: Tensor | None = None
-    hist_lat: Tensor | None = None
-    hist_lon: Tensor | None = None
-    hist_len: Tensor | None = None
-    query: Tensor | None = None
-    pad: int = -1
-
-    def __len__(self) -> int:
-        return int(self.user.shape[0])
-
-    @property
-    def hist_mask(self) -> Tensor:
-        """``[B, L]`` True at real history positions."""
-        if self.hist_items is None:
-            raise ValueError("these queries carry no history (history_len was 0)")
-        return self.hist_items != self.pad
-
-    @property
-    def last_item(self) -> Tensor:
-        """``[B]`` the most recent history item (``pad`` when the history is empty)."""
-        if self.hist_items is None or self.hist_len is None:
-            raise ValueError("these queries carry no history (history_len was 0)")
-        index = (self.hist_len - 1).clamp(min=0).unsqueeze(1)
-        last = self.hist_items.gather(1, index).squeeze(1)
-        return torch.where(self.hist_len > 0, last, torch.full_like(last, self.pad))
-
-    def to(self, device: torch.device | str) -> Queries:
-        """A copy with every tensor on ``device``."""
-        moved = {
-            f.name: getattr(self, f.name).to(device)
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), Tensor)
-        }
-        return replace(self, **moved)
-
-    def __getitem__(self, index: slice | Tensor | np.ndarray) -> Queries:
-        """Rows ``index`` of every tensor."""
-        picked = {
-            f.name: getattr(self, f.name)[index]
-            for f in fields(self)
-            if isinstance(getattr(self, f.name), Tensor)
-        }
-        return replace(self, **picked)
 
 
 @dataclass
@@ -176,6 +125,8 @@ class Recommender(nn.Module):
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     needs_training: ClassVar[bool] = True
+    #: whether :meth:`update` folds new events in (else it raises NotImplementedError)
+    supports_update: ClassVar[bool] = False
 
     def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -184,6 +135,8 @@ class Recommender(nn.Module):
         self.n_items = split.n_items
         self.history_len = 0
         self._graphs: dict[str, dgl.DGLGraph] = {}
+        #: graphs with queued changes (:meth:`defer_graph`): name -> completes and returns it
+        self._deferred: dict[str, Callable[[], dgl.DGLGraph]] = {}
         self._eval_cache: Any = None
 
     def require_history(self, max_len: int) -> None:
@@ -197,6 +150,25 @@ class Recommender(nn.Module):
         """Keep ``graph`` as ``self.<name>``; :meth:`to` moves it with the parameters."""
         self._graphs[name] = graph
         object.__setattr__(self, name, graph)
+
+    def defer_graph(self, name: str, complete: Callable[[], dgl.DGLGraph]) -> None:
+        """``self.<name>`` has queued changes: the next read of it (or :meth:`to`) calls
+        ``complete()`` (once, whatever the number of deferrals since the last read) and
+        registers the graph it returns. Lets :meth:`update` queue edges cheaply and pay DGL's
+        O(E) ``add_edges`` once, at the next propagation (which an update forces anyway by
+        dropping the cached one), instead of once per update."""
+        self.__dict__.pop(name, None)
+        self._deferred[name] = complete
+
+    def __getattr__(self, name: str) -> Any:
+        # a deferred graph has left the instance dict (see defer_graph); not thread-safe,
+        # like the eval cache: whoever shares a model across threads serialises the calls
+        deferred = self.__dict__.get("_deferred", {})
+        if name in deferred:
+            self.register_graph(name, deferred[name]())
+            del deferred[name]
+            return self.__dict__[name]
+        return super().__getattr__(name)
 
     @property
     def device(self) -> torch.device:
@@ -229,6 +201,8 @@ class Recommender(nn.Module):
 
     def to(self, *args: Any, **kwargs: Any) -> Recommender:
         self._eval_cache = None
+        for name in list(self._deferred):  # complete queued changes before moving
+            getattr(self, name)
         super().to(*args, **kwargs)
         device = torch._C._nn._parse_to(*args, **kwargs)[0]
         if device is not None:
@@ -253,6 +227,55 @@ class Recommender(nn.Module):
             f"{type(self).__name__} cannot observe new events, so it cannot be refitted "
             "(set train.refit to false)"
         )
+
+    def update(self, events: Interactions | pd.DataFrame) -> None:
+        """Fold new events into the trained model without a gradient step.
+
+        ``events``: an :class:`~tgraph.data.interactions.Interactions` or a DataFrame with
+        user, item, timestamp (and the optional columns a model needs) in the split's codes;
+        codes ``>= n_users`` / ``n_items`` are new users / items, which grow the model with
+        its documented cold start (:mod:`tgraph.models.update`). What is derived from events
+        (graph edges and norms, counts) afterwards equals what the model derives from all the
+        events it has seen (``update`` then query == rebuild then query); cached
+        propagations are dropped. Graph models only queue the new edges (:meth:`defer_graph`):
+        the next read of the graph adds them, so that cost moves from ``update`` to the first
+        query after it, paid once for any number of updates in between. Histories are not
+        model state: whoever ranks keeps them.
+
+        Raises :class:`NotImplementedError` (saying why) for a model that cannot, and
+        :class:`~tgraph.errors.DataError` naming the column for bad events.
+        """
+        new = new_events(events, self.n_users, self.n_items)
+        if new is None:
+            return
+        self.fold(new)
+        self.n_users, self.n_items = new.n_users, new.n_items
+        self._eval_cache = None
+
+    def fold(self, new: NewEvents) -> None:
+        """The model's part of :meth:`update` (models with ``supports_update``): fold ``new``
+        in; ``self.n_users`` / ``n_items`` are still the old sizes, ``update`` sets the new
+        ones afterwards."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot fold in new events without retraining"
+        )
+
+    def finetune(
+        self,
+        events: Interactions | pd.DataFrame,
+        steps: int,
+        history: TemporalIndex | None = None,
+        **train_options: Any,
+    ) -> list[float]:
+        """``steps`` gradient steps of the training loss on ``events`` (recent events whose
+        users and items the model knows: :meth:`update` first); ``history``: the caller's
+        index of the events seen, for models with ``history_len > 0``; ``train_options``:
+        :class:`~tgraph.train.config.TrainConfig` fields. Returns the losses; see
+        :func:`tgraph.train.finetune.finetune`."""
+        # the training machinery (tgraph.train) imports this contract, so it is imported here
+        from tgraph.train.finetune import finetune
+
+        return finetune(self, events, steps, history, **train_options)
 
     def calculate_loss(self, batch: Batch) -> Tensor:
         """``config.loss`` on :meth:`predict` (or, for ``"ce"``, :meth:`full_sort_predict`)
@@ -310,125 +333,131 @@ def padded_item_embedding(n_items: int, dim: int, std: float) -> nn.Embedding:
 
 class UserItemGraphRecommender(EmbeddingRecommender):
     """An embedding model that propagates over ``self.graph``, the symmetric user-item graph
-    of the training events (:func:`~tgraph.graph.bipartite.bipartite_graph`, degree norms
-    cached on it); :meth:`observe` rebuilds it from other events."""
+    of the training events (:func:`~tgraph.graph.bipartite.bipartite_graph`), with its degree
+    norms kept beside it (:attr:`graph_norm`, non-persistent buffers that move with the
+    model); :meth:`observe` rebuilds both from other events, :meth:`update` adds the new
+    events' edges. Subclasses keep their layer-0 embeddings in ``self.embedding``, users
+    first (rows ``0 .. n_users-1``), then items.
+
+    **Update and cold start.** The new distinct (user, item) pairs become edges in both
+    directions and the degree norms are recomputed: the graph and norms equal those
+    :meth:`observe` builds from all the events. A new user's layer-0 row is the mean of the
+    rows of the known items of its new events, a new item's the mean of the rows of its known
+    users (the mean of all known user / item rows when it has none).
+
+    **Lazy edges** (:meth:`~Recommender.defer_graph`). :meth:`update` keeps the degrees (kept
+    vectors plus a ``bincount`` of the new endpoints: O(nodes)), the norms and the embeddings
+    current, but only queues the new pairs: DGL's ``add_edges`` copies every edge array (O(E)
+    per call), and with new users every item node id shifts (a relabel of all edges). The next
+    read of ``self.graph`` (the next propagation, which an update forces anyway by dropping the
+    cache) adds everything queued at once. So ingest cost moves to the first query after it: a
+    stream of updates pays the graph copy once per query, not once per update.
+    """
+
+    supports_update = True
 
     def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         self.observe(split.train)
 
     def observe(self, interactions: Interactions) -> None:
-        graph = bipartite_graph(interactions).to(self.device)
-        symmetric_norm(graph)  # cached on the graph once: degrees never change
+        self._pairs = _pair_keys(*user_item_pairs(interactions).T)
+        self._set_graph(bipartite_graph(interactions).to(self.device))
+
+    def _set_graph(self, graph: dgl.DGLGraph, degrees: tuple[Tensor, Tensor] | None = None) -> None:
+        """Keep ``graph`` (with nothing queued), its (out, in) ``degrees`` (CPU; read from the
+        graph when not given) and its norms; drop the cached propagation. Without ``degrees``
+        every sparse format is built now, so that neither the graph nor its reverse (the
+        LightGCN backward pass) rebuilds them per call; after an update the formats are built
+        lazily, by the next propagation."""
+        self._deferred.pop("graph", None)
+        if degrees is None:
+            graph.create_formats_()
+            degrees = (graph.out_degrees().cpu(), graph.in_degrees().cpu())
+        self._queued: list[np.ndarray] = []
+        self._graph_users = int((~graph.ndata["is_item"]).sum())
         self.register_graph("graph", graph)
+        self._set_norms(degrees, graph.device)
+
+    def _set_norms(self, degrees: tuple[Tensor, Tensor], device: torch.device) -> None:
+        self._degrees = degrees
+        out_norm, in_norm = (degree_norm(d).to(device) for d in degrees)
+        self.register_buffer("out_norm", out_norm, persistent=False)
+        self.register_buffer("in_norm", in_norm, persistent=False)
         self._eval_cache = None
+
+    def fold(self, new: NewEvents) -> None:
+        """Queue the new pairs' edges, update degrees, norms and embeddings now (see the
+        class docstring: the graph itself is completed by the next read of ``self.graph``)."""
+        n_users, n_items = self.n_users, self.n_items
+        add_users = new.n_users - n_users
+        key = np.unique(_pair_keys(new.user, new.item))
+        at = np.searchsorted(self._pairs, key)
+        fresh = at == len(self._pairs)
+        fresh[~fresh] = self._pairs[at[~fresh]] != key[~fresh]
+        key, at = key[fresh], at[fresh]
+        self._pairs = np.insert(self._pairs, at, key)
+        user, item = key >> PAIR_SHIFT, key & ((1 << PAIR_SHIFT) - 1)
+        n_nodes = new.n_users + new.n_items
+        degrees = tuple(
+            torch.cat([d[:n_users], d.new_zeros(add_users), d[n_users:]]) for d in self._degrees
+        )
+        ends = torch.from_numpy(np.concatenate([user, item + new.n_users]))
+        degree = torch.bincount(ends, minlength=n_nodes)  # symmetric: out == in
+        degrees = tuple(torch.cat([d, d.new_zeros(n_nodes - len(d))]) + degree for d in degrees)
+        if len(key) or n_nodes > n_users + n_items:
+            self._queued.append(key)
+            self.defer_graph("graph", self._materialise)
+        self._set_norms(degrees, self.out_norm.device)
+        weight = self.embedding.weight
+        user_rows = cold_start_rows(
+            weight[n_users:], *pairs_to_new(new.user, new.item, n_users, n_items), add_users
+        )
+        item_rows = cold_start_rows(
+            weight[:n_users],
+            *pairs_to_new(new.item, new.user, n_items, n_users),
+            new.n_items - n_items,
+        )
+        grow_embedding(self.embedding, [(n_users, user_rows), (n_users + n_items, item_rows)])
+
+    def _materialise(self) -> dgl.DGLGraph:
+        """Add the queued pairs' edges (both directions) to the graph in one ``add_edges``,
+        relabelling the item nodes when users were added since the graph was built."""
+        graph = self._graphs["graph"]
+        device, n_users, old_users = graph.device, self.n_users, self._graph_users
+        n_nodes = n_users + self.n_items
+        if n_users > old_users:  # item node ids shift: relabel
+            src, dst = (
+                torch.where(x >= old_users, x + (n_users - old_users), x) for x in graph.edges()
+            )
+            graph = dgl.graph((src, dst), num_nodes=n_nodes, device=device)
+        elif n_nodes > graph.num_nodes():
+            graph.add_nodes(n_nodes - graph.num_nodes())
+        key = np.concatenate(self._queued)
+        user, item = key >> PAIR_SHIFT, (key & ((1 << PAIR_SHIFT) - 1)) + n_users
+        if len(key):
+            src = torch.from_numpy(np.concatenate([user, item])).to(device)
+            dst = torch.from_numpy(np.concatenate([item, user])).to(device)
+            graph.add_edges(src, dst)
+        graph.ndata["is_item"] = torch.arange(n_nodes, device=device) >= n_users
+        self._queued, self._graph_users = [], n_users
+        return graph
+
+    @property
+    def graph_norm(self) -> Norms:
+        """``self.graph``'s :func:`~tgraph.nn.lightgcn_conv.symmetric_norm`, for the layers."""
+        return self.out_norm, self.in_norm
+
+
+PAIR_SHIFT = 32
+
+
+def _pair_keys(user: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """One int64 per (user, item) pair, ordered like the pairs (codes below ``2**31``)."""
+    return (np.asarray(user, dtype=np.int64) << PAIR_SHIFT) | np.asarray(item, dtype=np.int64)
 
 
 def _dot(query_emb: Tensor, item_emb: Tensor, items: Tensor) -> Tensor:
     if items.dim() == 1:
         return (query_emb * item_emb[items]).sum(-1)
     return torch.einsum("bd,bkd->bk", query_emb, item_emb[items])
-
-
-# ---------------------------------------------------------------------- building queries
-def context_events(split: Split, part: str) -> pd.DataFrame:
-    """Events a ``part`` ("train", "valid" or "test") query may look back on: train, plus
-    valid for valid/test, plus test for test (columns user, item, timestamp)."""
-    parts = {"train": [split.train], "valid": [split.train, split.valid]}
-    parts["test"] = [split.train, split.valid, split.test]
-    if part not in parts:
-        raise KeyError(f"part must be 'train', 'valid' or 'test', got {part!r}")
-    frames = [p.events[["user", "item", "timestamp"]] for p in parts[part] if p is not None]
-    return pd.concat(frames, ignore_index=True)
-
-
-def build_queries(
-    users: np.ndarray,
-    timestamps: np.ndarray,
-    context: pd.DataFrame,
-    history_len: int,
-    n_items: int,
-    items_table: pd.DataFrame | None = None,
-    query_ids: np.ndarray | None = None,
-) -> Queries:
-    """Queries for ``users`` at ``timestamps`` with the last ``history_len`` context events of
-    each user strictly before its timestamp (vectorised; see the module docstring)."""
-    users = np.asarray(users, dtype=np.int64)
-    timestamps = np.asarray(timestamps, dtype=np.int64)
-    queries = Queries(
-        user=torch.from_numpy(users.copy()),
-        timestamp=torch.from_numpy(timestamps.copy()),
-        query=None if query_ids is None else torch.as_tensor(np.asarray(query_ids)),
-        pad=n_items,
-    )
-    if history_len <= 0:
-        return queries
-    ctx = context.sort_values(["user", "timestamp"], kind="stable")
-    ctx_user = ctx["user"].to_numpy(np.int64)
-    ctx_time = ctx["timestamp"].to_numpy(np.int64)
-    ctx_item = ctx["item"].to_numpy(np.int64)
-    # one int64 key ordered like (user, timestamp) -> one searchsorted finds every end
-    t_min = int(ctx_time.min()) if len(ctx_time) else 0
-    t_max = int(ctx_time.max()) if len(ctx_time) else 0
-    span = t_max - t_min + 2
-    ctx_key = ctx_user * span + (ctx_time - t_min)
-    query_key = users * span + (np.clip(timestamps, t_min, t_max + 1) - t_min)
-    start = np.searchsorted(ctx_user, users, side="left")
-    end = np.searchsorted(ctx_key, query_key, side="left")
-    length = np.minimum(end - start, history_len)
-    offsets = np.arange(history_len)
-    index = (end - length)[:, None] + offsets[None, :]
-    valid = offsets[None, :] < length[:, None]
-    index = np.where(valid, index, 0)
-    if len(ctx_item) == 0:
-        valid[:] = False
-        index[:] = 0
-        ctx_item, ctx_time = np.zeros(1, np.int64), np.zeros(1, np.int64)
-    hist_items = np.where(valid, ctx_item[index], n_items)
-    hist_times = np.where(valid, ctx_time[index], 0)
-    queries.hist_items = torch.from_numpy(hist_items)
-    queries.hist_times = torch.from_numpy(hist_times)
-    queries.hist_len = torch.from_numpy(length.astype(np.int64))
-    if items_table is not None and {"lat", "lon"} <= set(items_table.columns):
-        for name in ("lat", "lon"):
-            coord = np.append(items_table[name].to_numpy(np.float64), 0.0)
-            values = np.where(valid, coord[hist_items], 0.0)
-            setattr(queries, f"hist_{name}", torch.from_numpy(values.astype(np.float32)))
-    return queries
-
-
-def target_queries(split: Split, part: str, history_len: int = 0) -> tuple[Queries, pd.DataFrame]:
-    """One :class:`Queries` row per query of ``split.targets(part)`` (sorted by query id) and
-    the per-query table (columns query, user, timestamp).
-
-    Raises :class:`DataError` when the targets of one query disagree on user or timestamp.
-    """
-    targets = split.targets(part)
-    grouped = targets.groupby("query", sort=True)
-    table = grouped.agg(
-        user=("user", "first"),
-        timestamp=("timestamp", "first"),
-        n_user=("user", "nunique"),
-        n_time=("timestamp", "nunique"),
-    ).reset_index()
-    bad = (table["n_user"] > 1) | (table["n_time"] > 1)
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(
-            f"query {table['query'].iloc[row]!r} has several users or timestamps",
-            source=f"{split.protocol}:{part}_targets",
-            column="query",
-            row=row,
-            fix="give every (user, timestamp) ranking request its own query id",
-        )
-    table = table[["query", "user", "timestamp"]]
-    queries = build_queries(
-        table["user"].to_numpy(),
-        table["timestamp"].to_numpy(),
-        context_events(split, part),
-        history_len,
-        split.n_items,
-        split.train.items,
-        query_ids=np.arange(len(table)),
-    )
-    return queries, table

@@ -10,14 +10,23 @@ from pydantic import NonNegativeFloat, PositiveInt
 from torch import Tensor, nn
 
 from tgraph.data.interactions import Interactions
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.models.base import Batch, EmbeddingRecommender, InitStd, ModelConfig, Queries
+from tgraph.models.base import Batch, EmbeddingRecommender, InitStd, ModelConfig
 from tgraph.models.registry import register
+from tgraph.models.update import NewEvents, cold_start_rows, grow_embedding, pairs_to_new
 
 
 @register("bprmf")
 class BPRMF(EmbeddingRecommender):
-    """``score(u, i) = <p_u, q_i>``."""
+    """``score(u, i) = <p_u, q_i>``.
+
+    :meth:`update` only grows the tables (BPR-MF derives nothing else from events): a new
+    user's row is the mean of the rows of the known items of its new events, a new item's
+    the mean of the rows of its known users (the mean of all known rows when it has none).
+    """
+
+    supports_update = True
 
     class Config(ModelConfig):
         embedding_dim: PositiveInt = 64
@@ -42,6 +51,21 @@ class BPRMF(EmbeddingRecommender):
 
     def observe(self, interactions: Interactions) -> None:
         """Nothing to rebuild: BPR-MF derives nothing from the training events."""
+
+    def fold(self, new: NewEvents) -> None:
+        n_users, n_items = self.n_users, self.n_items
+        user_rows = cold_start_rows(
+            self.item_emb.weight,
+            *pairs_to_new(new.user, new.item, n_users, n_items),
+            new.n_users - n_users,
+        )
+        item_rows = cold_start_rows(
+            self.user_emb.weight,
+            *pairs_to_new(new.item, new.user, n_items, n_users),
+            new.n_items - n_items,
+        )
+        grow_embedding(self.user_emb, [(n_users, user_rows)])
+        grow_embedding(self.item_emb, [(n_items, item_rows)])
 
     def regularization(self, batch: Batch) -> Tensor:
         return l2_rows(

@@ -18,14 +18,23 @@ from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import Tensor, nn
 
 from tgraph.data.preprocess import item_coordinates
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
+from tgraph.graph.append import GraphAppender
 from tgraph.graph.spec import ITEM, USER, GraphSpec
-from tgraph.models.base import Dropout, InitStd, ModelConfig, Queries, Recommender, check_heads
-from tgraph.models.hetero_gnn import HeteroEncoder, has_coordinates, training_heterograph
+from tgraph.graph.training import has_coordinates, training_heterograph
+from tgraph.models.base import Dropout, InitStd, ModelConfig, Recommender, check_heads
 from tgraph.models.losses import Loss
 from tgraph.models.registry import register
+from tgraph.models.update import (
+    NewEvents,
+    cold_start_rows,
+    fold_into_heterograph,
+    grow_embedding,
+)
 from tgraph.nn.causal_transformer import CausalTransformer
 from tgraph.nn.encodings import DistanceEncoding, TimeEncoding, haversine_km
+from tgraph.nn.hetero_encoder import HeteroEncoder
 from tgraph.nn.relation_conv import Norm
 
 SECONDS_PER_DAY = 86400
@@ -35,8 +44,8 @@ SECONDS_PER_DAY = 86400
 class STHeteroRec(Recommender):
     r"""Next-POI scores from a temporal heterograph and a causal sequence encoder.
 
-    **Graph.** :class:`~tgraph.models.hetero_gnn.HeteroEncoder` over the heterograph of
-    ``split.train`` (:func:`~tgraph.models.hetero_gnn.training_heterograph`: k-means regions
+    **Graph.** :class:`~tgraph.nn.hetero_encoder.HeteroEncoder` over the heterograph of
+    ``split.train`` (:func:`~tgraph.graph.training.training_heterograph`: k-means regions
     fitted on training POIs) gives :math:`z_i` (POIs) and :math:`z_u` (users); region and
     other nodes pass messages only.
 
@@ -68,7 +77,16 @@ class STHeteroRec(Recommender):
     ``use_distance`` (no :math:`\psi` and no distance score; off without coordinates),
     ``use_query_time`` (no :math:`S'` and :math:`W'_t` terms). Trained with full
     cross-entropy by default; dropout only in training, so eval mode is deterministic.
+
+    **Update.** :meth:`update` appends the new events' edges to the heterograph
+    (:class:`~tgraph.graph.append.GraphAppender`; the timed relations and their norms equal a
+    rebuild on all events); histories come with the queries. A new user's graph row is the
+    mean of the rows of the POIs of its new events (the mean of all user rows without one);
+    with ``use_user_relation: false`` its ID embedding is the mean of all user rows. New POIs
+    are refused (NotImplementedError): their region and proximity edges need a rebuild.
     """
+
+    supports_update = True
 
     class Config(ModelConfig):
         loss: Loss = "ce"
@@ -123,6 +141,7 @@ class STHeteroRec(Recommender):
         hetero = training_heterograph(train, cfg.graph, cfg.n_regions, cfg.seed, drop_ntypes=drop)
         self.graph_meta = hetero.meta
         self.register_graph("graph", hetero.graph)
+        self._appender = GraphAppender.from_train(train, cfg.graph)
         self.encoder = HeteroEncoder(
             hetero.graph,
             dim,
@@ -171,6 +190,13 @@ class STHeteroRec(Recommender):
         self.input_dropout = nn.Dropout(cfg.dropout)
 
     # ------------------------------------------------------------------ graph
+    def fold(self, new: NewEvents) -> None:
+        graph = self._graphs["graph"]  # as of the last flush; reading self.graph flushes
+        fold_into_heterograph(graph, self._appender, self.encoder.embedding, new)
+        self.defer_graph("graph", lambda: self._appender.flush(graph))
+        if self.user_emb is not None:
+            rows = cold_start_rows(self.user_emb.weight, [], [], new.n_users - new.old_users)
+            grow_embedding(self.user_emb, [(new.old_users, rows)])
 
     def propagate(self) -> dict[str, Tensor]:
         """Graph embeddings of every node type (cached in eval mode)."""

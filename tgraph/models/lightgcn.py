@@ -9,15 +9,9 @@ import torch
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
 
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.models.base import (
-    Batch,
-    InitStd,
-    ModelConfig,
-    Queries,
-    UserItemGraphRecommender,
-    scored_items,
-)
+from tgraph.models.base import Batch, InitStd, ModelConfig, UserItemGraphRecommender, scored_items
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.losses import loss_from_scores
 from tgraph.models.registry import register
@@ -52,7 +46,9 @@ class LightGCN(UserItemGraphRecommender):
     def propagate(self) -> Tensor:
         """Final embeddings of all ``n_users + n_items`` nodes."""
         return self.eval_cached(
-            lambda: lightgcn_propagate(self.graph, self.embedding.weight, self.config.n_layers)
+            lambda: lightgcn_propagate(
+                self.graph, self.embedding.weight, self.config.n_layers, norm=self.graph_norm
+            )
         )
 
     def embed(self, queries: Queries) -> tuple[Tensor, Tensor]:
@@ -71,7 +67,12 @@ class LightGCN(UserItemGraphRecommender):
         rows = torch.cat([users, items.flatten() + shift])
         ego_rows = [users, pos + shift] + ([] if neg is None else [neg.flatten() + shift])
         final, ego = LightGCNPropagation.apply(
-            self.embedding.weight, self.graph, self.config.n_layers, rows, torch.cat(ego_rows)
+            self.embedding.weight,
+            self.graph,
+            self.config.n_layers,
+            rows,
+            torch.cat(ego_rows),
+            self.graph_norm,
         )
         query_emb, item_emb = final[:n], final[n:]
         if sampled is None:

@@ -11,9 +11,12 @@ from pydantic import NonNegativeInt
 from torch import Tensor
 
 from tgraph.data.interactions import Interactions
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.models.base import ModelConfig, Queries, Recommender
+from tgraph.errors import DataError
+from tgraph.models.base import ModelConfig, Recommender
 from tgraph.models.registry import register
+from tgraph.models.update import NewEvents
 
 
 @register("markov")
@@ -29,6 +32,7 @@ class Markov(Recommender):
     """
 
     needs_training = False
+    supports_update = True
 
     class Config(ModelConfig):
         #: longest gap (seconds) between two events that still counts as a transition
@@ -47,25 +51,79 @@ class Markov(Recommender):
         self.fit(split.train)
 
     def fit(self, train: Interactions) -> Markov:
-        events = train.events.sort_values(["user", "timestamp"], kind="stable")
-        user = events["user"].to_numpy()
-        item = events["item"].to_numpy(np.int64)
-        time = events["timestamp"].to_numpy()
-        keep = user[1:] == user[:-1]
+        self._item_counts = np.zeros(0, dtype=np.int64)
+        # each user's last event (item -1: none yet): where its next transition starts
+        self._tail_item = np.full(self.n_users, -1, dtype=np.int64)
+        self._tail_time = np.zeros(self.n_users, dtype=np.int64)
+        self.indptr = torch.zeros(self.n_items + 1, dtype=torch.long, device=self.indptr.device)
+        self.indices = self.indices[:0]
+        self.counts = self.counts[:0]
+        ev = train.events
+        user, item, time = (ev[c].to_numpy(np.int64) for c in ("user", "item", "timestamp"))
+        self._transitions(user, item, time, self.n_items)
+        self._count(item, self.n_items)
+        return self
+
+    def fold(self, new: NewEvents) -> None:
+        """Adds the new events' counts and transitions (the first new event of a user
+        continues from its last folded one), so that they equal :meth:`fit` on all the
+        events; each user's new events must not be older than its last folded event."""
+        self._transitions(new.user, new.item, new.timestamp, new.n_items)  # checks first
+        self._count(new.item, new.n_items)
+
+    def _count(self, item: np.ndarray, n_items: int) -> None:
+        counts = np.bincount(item, minlength=n_items)
+        counts[: len(self._item_counts)] += self._item_counts
+        self._item_counts = counts
+        pop = counts.astype(np.float32)
+        self.popularity = torch.from_numpy(pop / (1.0 + pop.sum())).to(self.popularity.device)
+
+    def _transitions(
+        self, user: np.ndarray, item: np.ndarray, time: np.ndarray, n_items: int
+    ) -> None:
+        """Count the transitions of time-sorted events (ties: arrival order) after each
+        user's tail, merged into the CSR counts over ``n_items`` items (nothing changes when
+        an event is older than its user's tail: DataError)."""
+        grow = max(0, int(user.max()) + 1 - len(self._tail_item))
+        self._tail_item = np.append(self._tail_item, np.full(grow, -1, dtype=np.int64))
+        self._tail_time = np.append(self._tail_time, np.zeros(grow, dtype=np.int64))
+        order = np.lexsort((np.arange(len(user)), time, user))
+        user, item, time = user[order], item[order], time[order]
+        first = np.r_[True, user[1:] != user[:-1]]
+        tail = first & (self._tail_item[user] >= 0)
+        late = tail & (time < self._tail_time[user])
+        if late.any():
+            index = int(np.flatnonzero(late)[0])
+            row = int(order[index])
+            raise DataError(
+                f"an event of user {user[index]} is older than its last folded event",
+                source="update events",
+                column="timestamp",
+                row=row,
+                fix="fold each user's events in time order",
+            )
+        prev_item, prev_time = np.r_[-1, item[:-1]], np.r_[0, time[:-1]]
+        prev_item[first] = self._tail_item[user[first]]
+        prev_time[first] = self._tail_time[user[first]]
+        keep = prev_item >= 0
         if self.config.max_gap is not None:
-            keep &= (time[1:] - time[:-1]) <= self.config.max_gap
-        key = item[:-1][keep] * self.n_items + item[1:][keep]
-        key, counts = np.unique(key, return_counts=True)
-        src, dst = key // self.n_items, key % self.n_items
-        indptr = np.zeros(self.n_items + 1, dtype=np.int64)
-        np.cumsum(np.bincount(src, minlength=self.n_items), out=indptr[1:])
-        pop = np.bincount(item, minlength=self.n_items).astype(np.float32)
+            keep &= (time - prev_time) <= self.config.max_gap
+        last = np.r_[user[1:] != user[:-1], True]
+        self._tail_item[user[last]], self._tail_time[user[last]] = item[last], time[last]
+        n = n_items
+        indptr = self.indptr.cpu().numpy()
+        old_src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        key = np.r_[old_src * n + self.indices.cpu().numpy(), prev_item[keep] * n + item[keep]]
+        weight = np.r_[self.counts.cpu().numpy(), np.ones(int(keep.sum()), dtype=np.float32)]
+        key, inverse = np.unique(key, return_inverse=True)
+        counts = np.bincount(inverse, weights=weight, minlength=len(key))
+        src, dst = key // n, key % n
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
         device = self.popularity.device
-        self.popularity = torch.from_numpy(pop / (1.0 + pop.sum())).to(device)
         self.indptr = torch.from_numpy(indptr).to(device)
         self.indices = torch.from_numpy(dst).to(device)
         self.counts = torch.from_numpy(counts.astype(np.float32)).to(device)
-        return self
 
     def full_sort_predict(self, queries: Queries) -> Tensor:
         scores = self.popularity.unsqueeze(0).repeat(len(queries), 1)

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import Tensor, nn
 
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.models.base import Batch, Dropout, ModelConfig, Queries, UserItemGraphRecommender
+from tgraph.models.base import Batch, Dropout, ModelConfig, UserItemGraphRecommender
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.registry import register
 from tgraph.nn.ngcf_conv import NGCFConv
@@ -68,7 +69,7 @@ class NGCF(UserItemGraphRecommender):
         h = self.embedding.weight
         outputs = [h]
         for layer in self.layers:
-            h = layer(self.graph, h)
+            h = layer(self.graph, h, self.graph_norm)
             outputs.append(F.normalize(h, dim=1))
         return torch.cat(outputs, dim=1)
 

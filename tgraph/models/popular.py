@@ -10,16 +10,23 @@ import torch
 from torch import Tensor
 
 from tgraph.data.interactions import Interactions
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.models.base import ModelConfig, Queries, Recommender
+from tgraph.models.base import ModelConfig, Recommender
 from tgraph.models.registry import register
+from tgraph.models.update import NewEvents
 
 
 @register("pop")
 class MostPopular(Recommender):
-    """``score(q, i) = #{train events on item i}``; counts come from ``split.train`` only."""
+    """``score(q, i) = #{train events on item i}``; counts come from ``split.train`` only.
+
+    :meth:`update` adds the new events' counts (a new item starts at 0, its own events
+    counted), so the counts equal those of :meth:`fit` on all the events seen.
+    """
 
     needs_training = False
+    supports_update = True
 
     def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
@@ -27,9 +34,18 @@ class MostPopular(Recommender):
         self.fit(split.train)
 
     def fit(self, train: Interactions) -> MostPopular:
-        counts = np.bincount(train.events["item"].to_numpy(), minlength=self.n_items)
-        self.counts.copy_(torch.from_numpy(counts.astype(np.float32)))
+        self.counts.zero_()
+        self._count(train.events["item"].to_numpy(), self.n_items)
         return self
+
+    def fold(self, new: NewEvents) -> None:
+        self._count(new.item, new.n_items)
+
+    def _count(self, items: np.ndarray, n_items: int) -> None:
+        add = torch.from_numpy(np.bincount(items, minlength=n_items).astype(np.float32))
+        grown = torch.zeros(n_items, device=self.counts.device)
+        grown[: len(self.counts)] = self.counts
+        self.counts = grown + add.to(grown.device)
 
     def predict(self, queries: Queries, items: Tensor) -> Tensor:
         return self.counts[items]

@@ -9,16 +9,17 @@ import torch
 from pydantic import PositiveInt
 from torch import Tensor, nn
 
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
 from tgraph.models.base import (
     Dropout,
     EmbeddingRecommender,
     InitStd,
     ModelConfig,
-    Queries,
     padded_item_embedding,
 )
 from tgraph.models.losses import Loss
+from tgraph.models.update import NewEvents, grow_items_by_co_visits
 
 
 class SequenceRecommender(EmbeddingRecommender):
@@ -31,7 +32,13 @@ class SequenceRecommender(EmbeddingRecommender):
     (``item_emb``, row ``n_items`` is the zero padding vector). A query with an empty
     history is represented by the output at position 0 of an all-padding sequence, a learned
     constant.
+
+    :meth:`update` folds new events in trivially (histories are not model state): only new
+    items grow ``item_emb``, each new row the mean of the rows of the known items visited by
+    the new item's users in the same update (the mean of all known item rows when none).
     """
+
+    supports_update = True
 
     class Config(ModelConfig):
         loss: Loss = "ce"
@@ -50,6 +57,9 @@ class SequenceRecommender(EmbeddingRecommender):
         dim = self.config.embedding_dim
         self.item_emb = padded_item_embedding(self.n_items, dim, self.config.init_std)
         self.emb_dropout = nn.Dropout(self.config.dropout)
+
+    def fold(self, new: NewEvents) -> None:
+        grow_items_by_co_visits(self.item_emb, new)
 
     def sequence_output(self, hist_items: Tensor) -> Tensor:
         """``[B, L]`` item codes (padding ``n_items``) -> ``[B, L, embedding_dim]``."""

@@ -6,22 +6,28 @@ from collections.abc import Mapping
 from typing import Any
 
 import dgl
-import torch
 from pydantic import PositiveInt, model_validator
 from torch import Tensor, nn
 
+from tgraph.data.queries import Queries
 from tgraph.data.split import Split
+from tgraph.graph.temporal import events_block
 from tgraph.models.base import (
     Dropout,
     EmbeddingRecommender,
     InitStd,
     ModelConfig,
-    Queries,
     check_heads,
     padded_item_embedding,
 )
 from tgraph.models.losses import Loss
 from tgraph.models.registry import register
+from tgraph.models.update import (
+    NewEvents,
+    cold_start_rows,
+    grow_embedding,
+    grow_items_by_co_visits,
+)
 from tgraph.nn.temporal_attention import TemporalAttentionConv
 
 
@@ -32,9 +38,11 @@ class TGAT(EmbeddingRecommender):
 
     TGAT's 1-hop sampling of node :math:`u` at time :math:`t` takes the most recent events
     :math:`(u, j, t_e)` with :math:`t_e < t`; here these are exactly the ``max_len`` history
-    events a :class:`~tgraph.models.base.Queries` carries (strictly before the query time,
-    see :func:`~tgraph.models.base.build_queries`). Each batch becomes a DGL block: sources =
-    the distinct items of the histories, destinations = the queries, one edge per history
+    events a :class:`~tgraph.data.queries.Queries` carries (strictly before the query time,
+    from the temporal index, see :func:`~tgraph.data.queries.build_queries`). Each batch
+    becomes a DGL block (:func:`~tgraph.graph.temporal.events_block`, as for the temporal
+    neighbour sampler): sources = the distinct items of the histories, destinations = the
+    queries, one edge per history
     event carrying its time :math:`t_e` (repeat visits are parallel edges; the padding index
     ``n_items`` is never an edge). :class:`~tgraph.nn.temporal_attention.TemporalAttentionConv`
     then computes TGAT's layer with query time :math:`t`:
@@ -54,7 +62,15 @@ class TGAT(EmbeddingRecommender):
     The embeddings' ``init_std`` (0.1) is larger than SASRec's 0.02 so that they are not
     drowned by the time encoding, whose entries are cosines in [-1, 1]: with 0.02 the model
     learned about twice as slowly on synthetic check-ins.
+
+    :meth:`update` folds new events in trivially (the neighbourhood is the query's history,
+    not model state): a new item's row is the mean of the rows of the known items visited by
+    its users in the same update, a new user's the mean of all known user rows (the user
+    table is not in the item space); the mean of all known item rows for an item without
+    co-visits.
     """
+
+    supports_update = True
 
     class Config(ModelConfig):
         loss: Loss = "ce"
@@ -90,18 +106,13 @@ class TGAT(EmbeddingRecommender):
         )
 
     def neighbourhood(self, queries: Queries) -> tuple[dgl.DGLGraph, Tensor, Tensor]:
-        """The batch's block (distinct history items -> queries), the source item codes and
-        the edge times."""
+        """The batch's block (:func:`~tgraph.graph.temporal.events_block`: distinct history
+        items -> queries), the source item codes and the edge times."""
         if queries.hist_items is None or queries.hist_times is None:
             raise ValueError("TGAT needs queries with history (history_len > 0)")
         real = queries.hist_mask
-        dst = real.nonzero()[:, 0]
-        src_items, src = torch.unique(queries.hist_items[real], return_inverse=True)
-        block = dgl.create_block(
-            (src, dst),
-            num_src_nodes=src_items.shape[0],
-            num_dst_nodes=len(queries),
-            device=queries.hist_items.device,
+        block, src_items = events_block(
+            queries.hist_items[real], real.nonzero()[:, 0], len(queries)
         )
         return block, src_items, queries.hist_times[real]
 
@@ -111,3 +122,8 @@ class TGAT(EmbeddingRecommender):
         user_feat = self.user_emb(queries.user)
         out = self.conv(block, (src_feat, user_feat), queries.timestamp, edge_time)
         return out, self.item_emb.weight[: self.n_items]
+
+    def fold(self, new: NewEvents) -> None:
+        grow_items_by_co_visits(self.item_emb, new)
+        rows = cold_start_rows(self.user_emb.weight, [], [], new.n_users - new.old_users)
+        grow_embedding(self.user_emb, [(new.old_users, rows)])

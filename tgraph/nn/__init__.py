@@ -1,7 +1,8 @@
-"""Message-passing layers (DGL)."""
+"""Layers: message passing (DGL), encoders, encodings; one layer per file."""
 
 from tgraph.nn.causal_transformer import CausalTransformer
 from tgraph.nn.encodings import DistanceEncoding, TimeEncoding, haversine_km
+from tgraph.nn.hetero_encoder import HeteroEncoder
 from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
 from tgraph.nn.ngcf_conv import NGCFConv
 from tgraph.nn.relation_conv import RelationConv
@@ -10,6 +11,7 @@ from tgraph.nn.temporal_attention import TemporalAttentionConv
 __all__ = [
     "CausalTransformer",
     "DistanceEncoding",
+    "HeteroEncoder",
     "LightGCNConv",
     "NGCFConv",
     "RelationConv",

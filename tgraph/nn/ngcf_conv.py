@@ -7,7 +7,7 @@ import dgl.function as fn
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tgraph.nn.lightgcn_conv import symmetric_norm
+from tgraph.nn.lightgcn_conv import Norms, norms_for
 
 
 class NGCFConv(nn.Module):
@@ -61,9 +61,10 @@ class NGCFConv(nn.Module):
         if self.W1.bias is not None:
             nn.init.zeros_(self.W1.bias)
 
-    def forward(self, graph: dgl.DGLGraph, feat: Tensor) -> Tensor:
-        """``feat [N, in_dim]`` -> ``[N, out_dim]``."""
-        out_norm, in_norm = symmetric_norm(graph, feat.dtype)
+    def forward(self, graph: dgl.DGLGraph, feat: Tensor, norm: Norms | None = None) -> Tensor:
+        """``feat [N, in_dim]`` -> ``[N, out_dim]``; ``norm``: the graph's
+        :func:`~tgraph.nn.lightgcn_conv.symmetric_norm` (computed when omitted)."""
+        out_norm, in_norm = norms_for(graph, feat.dtype, norm)
         with graph.local_scope():
             graph.srcdata["h"] = feat * out_norm
             graph.update_all(fn.copy_u("h", "m"), fn.sum("m", "m"))

@@ -102,6 +102,12 @@ class RelationConv(nn.Module):
                 out[dst] = out[dst] + self.rel_weight[key](agg)
             return out
 
+    def reset_parameters(self) -> None:
+        """Redraw every weight with ``nn.Linear``'s initialisation."""
+        for linear in self.modules():
+            if isinstance(linear, nn.Linear):
+                linear.reset_parameters()
+
     def extra_repr(self) -> str:
         return f"{self.in_dim}, {self.out_dim}, relations={len(self.etypes)}, norm={self.norm!r}"
 

@@ -11,7 +11,10 @@ Layout of ``<output_dir>/<experiment>/<dataset>/<label>/seed<k>/``::
     best.pt            the weights of the selected epoch
     refit.pt           the weights after the refit on train + valid (``train.refit``)
     per_query.csv      per-query test metrics, for significance tests
+    per_query_streaming.csv  per-query test metrics and latency of the streaming evaluation
+                       (``eval.mode: streaming``), rows as in per_query.csv
     analysis/          stratified metrics (``tgraph analyse run``), written on demand
+    serve/events.jsonl the events ``tgraph serve`` ingested (append-only log, replayed on start)
     metrics.json       the results (:class:`~tgraph.runs.records.RunMetrics`); written last:
                        a run is finished if and only if it exists
 """
@@ -68,8 +71,17 @@ class RunLayout:
         return self.path / "per_query.csv"
 
     @property
+    def per_query_streaming(self) -> Path:
+        return self.path / "per_query_streaming.csv"
+
+    @property
     def metrics(self) -> Path:
         return self.path / self.FINISHED
+
+    @property
+    def serve_log(self) -> Path:
+        """The event log of ``tgraph serve`` (:class:`tgraph.serve.log.EventLog`)."""
+        return self.path / "serve" / "events.jsonl"
 
     @property
     def analysis(self) -> Path:

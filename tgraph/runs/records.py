@@ -59,11 +59,45 @@ class CurveRecord(Record):
         return bool(self.valid)
 
 
+class StreamingMetrics(Record):
+    """The streaming evaluation of a run (``eval.mode: streaming``, :mod:`tgraph.eval.streaming`).
+
+    ``test`` has the metrics of the static ranking's names; latency is per test query (history
+    from the index, scoring every item, masks, ranks; a query after an update pays for the
+    refreshed caches), in milliseconds; throughput is events folded in (index append,
+    ``model.update``, and ``finetune`` when configured) per second of ingest time.
+    """
+
+    test: dict[str, float]
+    latency_p50_ms: float
+    latency_p99_ms: float
+    ingest_events_per_s: float
+    #: events replayed into the model (those it had not seen: validation unless refitted, test)
+    events_ingested: int
+    #: ``model.update`` calls (one per distinct query time with new events before it)
+    updates: int
+    finetune_steps: int = 0
+
+    @field_validator("test")
+    @classmethod
+    def _finite(cls, values: dict[str, float]) -> dict[str, float]:
+        return _finite_metrics(values)
+
+
+def _finite_metrics(values: dict[str, float]) -> dict[str, float]:
+    """Results are numbers: ``-Infinity`` or ``NaN`` is not valid JSON and no metric."""
+    bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+    if bad:
+        raise ValueError(f"non-finite metric value(s) {bad}")
+    return values
+
+
 class RunMetrics(Record):
     """``metrics.json``: the results of a finished run.
 
     ``valid`` holds the validation metrics of the selected epoch (the selection criterion is
-    ``valid[valid_metric]``), ``test`` the test metrics of the selected (or refitted) weights.
+    ``valid[valid_metric]``), ``test`` the test metrics of the selected (or refitted) weights,
+    ranked frozen (static); ``streaming`` those weights' streaming evaluation.
     """
 
     model: str  # the label
@@ -78,12 +112,10 @@ class RunMetrics(Record):
     train_seconds: float
     #: training + validation (+ refit) seconds over every session of the run
     train_valid_seconds: float
+    #: the streaming evaluation of the same weights (``eval.mode: streaming``), else ``None``
+    streaming: StreamingMetrics | None = None
 
     @field_validator("valid", "test")
     @classmethod
     def _finite(cls, values: dict[str, float]) -> dict[str, float]:
-        """Results are numbers: ``-Infinity`` or ``NaN`` is not valid JSON and no metric."""
-        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
-        if bad:
-            raise ValueError(f"non-finite metric value(s) {bad}")
-        return values
+        return _finite_metrics(values)

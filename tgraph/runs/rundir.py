@@ -103,8 +103,12 @@ class RunDir:
                 f"({validation_message(error)}) (fix: run it again)"
             ) from None
 
-    def read_per_query(self, columns: list[str] | None = None) -> pd.DataFrame:
-        return pd.read_csv(self.layout.per_query, usecols=columns)
+    def read_per_query(
+        self, columns: list[str] | None = None, *, streaming: bool = False
+    ) -> pd.DataFrame:
+        """The per-query test results: of the static ranking, or of the streaming one."""
+        path = self.layout.per_query_streaming if streaming else self.layout.per_query
+        return pd.read_csv(path, usecols=columns)
 
     def read_curve(self) -> list[CurveRecord]:
         if not self.layout.curve.is_file():
@@ -177,7 +181,8 @@ class RunDir:
             shutil.move(self.path, target)
             log.warning("--overwrite: moved the run in %s to %s", self.path, target)
         self.path.mkdir(parents=True, exist_ok=True)
-        for file in (self.layout.metrics, self.layout.per_query):  # metrics first: unfinished
+        withdrawn = (self.layout.metrics, self.layout.per_query, self.layout.per_query_streaming)
+        for file in withdrawn:  # metrics first: unfinished
             if file.exists():
                 log.info("%s: the results of the previous session are withdrawn", self.path)
                 file.unlink()
@@ -228,12 +233,21 @@ class RunDir:
             file.write(_line(record))
 
     # ------------------------------------------------------------------ results
-    def write_results(self, metrics: RunMetrics, per_query: pd.DataFrame) -> None:
-        """Write ``per_query.csv`` then ``metrics.json`` (each atomically): the run is finished
-        once the second exists."""
-        tmp = self._tmp(self.layout.per_query)
-        per_query.to_csv(tmp, index=False)
-        os.replace(tmp, self.layout.per_query)
+    def write_results(
+        self,
+        metrics: RunMetrics,
+        per_query: pd.DataFrame,
+        per_query_streaming: pd.DataFrame | None = None,
+    ) -> None:
+        """Write ``per_query.csv`` (and ``per_query_streaming.csv``), then ``metrics.json``
+        (each atomically): the run is finished once the last exists."""
+        tables = [(self.layout.per_query, per_query)]
+        if per_query_streaming is not None:
+            tables.append((self.layout.per_query_streaming, per_query_streaming))
+        for path, table in tables:
+            tmp = self._tmp(path)
+            table.to_csv(tmp, index=False)
+            os.replace(tmp, path)
         payload = json.dumps(metrics.model_dump(mode="json"), indent=2, allow_nan=False)
         self._write_text(self.layout.metrics, payload + "\n")
 

@@ -70,6 +70,8 @@ class RunSpec:
             "dataset": self.experiment.dataset.model_dump(mode="json"),
             "metrics": [m.lower() for m in self.experiment.metrics],
         }
+        if self.experiment.eval.mode != "static":  # static digests stay those of before
+            config["eval"] = self.experiment.eval.model_dump(mode="json")
         return Fingerprint.of(config, split.summary())
 
 

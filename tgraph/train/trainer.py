@@ -41,19 +41,69 @@ from tqdm.auto import tqdm
 
 from tgraph.config import validate_model
 from tgraph.data.interactions import Interactions
+from tgraph.data.queries import Queries, build_queries, context_events, history_index
 from tgraph.data.split import Split
 from tgraph.errors import RunDirError
 from tgraph.eval.evaluator import EvalResult, Evaluator
-from tgraph.models.base import Batch, Recommender, build_queries, context_events
+from tgraph.models.base import Batch, Recommender
 from tgraph.runs.fingerprint import AMENDABLE, IGNORED, flatten
 from tgraph.runs.records import Amendment, CurveRecord
 from tgraph.runs.rundir import RunDir
 from tgraph.train.checkpoint import load_checkpoint, save_checkpoint
 from tgraph.train.config import TrainConfig
-from tgraph.train.negatives import make_sampler
+from tgraph.train.negatives import NegativeSampler, make_sampler
 from tgraph.train.seed import seed_everything
 
 log = logging.getLogger(__name__)
+
+
+def make_optimizer(model: Recommender, config: TrainConfig) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``model``'s parameters with its ``lr`` and ``weight_decay``."""
+    params = model.parameters()
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, weight_decay=config.weight_decay)
+    raise KeyError(f"unknown optimizer {config.optimizer!r}; choose 'adam' or 'sgd'")
+
+
+def negative_sampler(
+    model: Recommender, config: TrainConfig, train: Interactions
+) -> NegativeSampler | None:
+    """The negative sampler over ``train`` (``None`` when nothing is sampled: statistical
+    models and the full ``"ce"`` loss)."""
+    if not model.needs_training or model.config.loss == "ce":
+        return None
+    options: dict[str, Any] = {"exclude_history": config.neg_exclude_history}
+    if config.negatives == "popularity":
+        options["alpha"] = config.neg_alpha
+    if config.negatives == "spatial":
+        options["k"] = config.neg_k
+    return make_sampler(config.negatives, train, **options)
+
+
+def gradient_step(
+    model: Recommender,
+    optimizer: torch.optim.Optimizer,
+    sampler: NegativeSampler | None,
+    queries: Queries,
+    positives: torch.Tensor,
+    n_neg: int,
+    generator: np.random.Generator,
+    device: torch.device,
+) -> float:
+    """One optimiser step of ``model``'s training loss on a batch (negatives drawn by
+    ``sampler`` with ``generator``); returns the loss."""
+    neg = None
+    if sampler is not None:
+        neg = torch.from_numpy(
+            sampler.sample(queries.user.numpy(), positives.numpy(), n_neg, generator)
+        )
+    loss = model.calculate_loss(Batch(queries, positives, neg).to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
 
 class Trainer:
@@ -108,25 +158,10 @@ class Trainer:
             self._samples = self._training_samples(split.train, context_events(split, "train"))
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        cfg = self.config
-        params = self.model.parameters()
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        raise KeyError(f"unknown optimizer {cfg.optimizer!r}; choose 'adam' or 'sgd'")
+        return make_optimizer(self.model, self.config)
 
-    def _sampler(self, train: Interactions):
-        """The negative sampler over ``train`` (``None`` when nothing is sampled)."""
-        cfg = self.config
-        if not self.model.needs_training or self.model.config.loss == "ce":
-            return None
-        options: dict[str, Any] = {"exclude_history": cfg.neg_exclude_history}
-        if cfg.negatives == "popularity":
-            options["alpha"] = cfg.neg_alpha
-        if cfg.negatives == "spatial":
-            options["k"] = cfg.neg_k
-        return make_sampler(cfg.negatives, train, **options)
+    def _sampler(self, train: Interactions) -> NegativeSampler | None:
+        return negative_sampler(self.model, self.config, train)
 
     def _training_samples(self, train: Interactions, context: pd.DataFrame):
         """Queries (with history strictly before each event) and positives of ``train``'s
@@ -135,7 +170,7 @@ class Trainer:
         queries = build_queries(
             events["user"].to_numpy(),
             events["timestamp"].to_numpy(),
-            context,
+            history_index(context) if self.model.history_len else None,
             self.model.history_len,
             self.split.n_items,
             train.items,
@@ -167,19 +202,16 @@ class Trainer:
         bar = tqdm(starts, desc=f"epoch {self.epoch + 1}", disable=not cfg.progress, leave=False)
         for lo in bar:
             index = torch.from_numpy(order[lo : lo + cfg.batch_size])
-            batch_queries, pos = queries[index], positives[index]
-            neg = None
-            if self.sampler is not None:
-                neg = self.sampler.sample(
-                    batch_queries.user.numpy(), pos.numpy(), cfg.n_neg, self.generator
-                )
-                neg = torch.from_numpy(neg)
-            batch = Batch(batch_queries, pos, neg).to(self.device)
-            loss = self.model.calculate_loss(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            total += float(loss.detach())
+            total += gradient_step(
+                self.model,
+                self.optimizer,
+                self.sampler,
+                queries[index],
+                positives[index],
+                cfg.n_neg,
+                self.generator,
+                self.device,
+            )
             batches += 1
             bar.set_postfix(loss=f"{total / batches:.4f}")
         return total / max(batches, 1)

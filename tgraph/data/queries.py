@@ -1,0 +1,189 @@
+"""Ranking requests and their histories: :class:`Queries`, built from a
+:class:`~tgraph.data.temporal_index.TemporalIndex` of the events a query may look back on.
+
+History is built from the events strictly before the query's timestamp (the target itself is
+never part of it): for a split, train events, plus validation events for validation and test
+queries, plus test events for test queries (:func:`context_events`). It is left-aligned,
+oldest first, padded at the end with the index ``n_items`` (``Queries.pad``), so that
+sequence models can embed it with a padding row. Ties in time keep the order of the events
+in the index (their arrival order).
+
+Whoever ranks owns the index: the trainer and the evaluator build it from a split, a
+streaming evaluator or a serving session appends to it as events arrive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from tgraph.data.split import Split
+from tgraph.data.temporal_index import TemporalIndex
+from tgraph.errors import DataError
+
+
+@dataclass
+class Queries:
+    """A batch of ranking requests.
+
+    Attributes:
+        user: ``[B]`` user codes.
+        timestamp: ``[B]`` query times (UTC seconds); history is strictly before them.
+        hist_items: ``[B, L]`` item codes, oldest first, padded at the end with ``pad``.
+        hist_times: ``[B, L]`` timestamps of the history events (0 at padding).
+        hist_lat / hist_lon: ``[B, L]`` coordinates of the history items (items table;
+            ``None`` when the items have none; 0 at padding).
+        hist_len: ``[B]`` number of real history events (0 .. L).
+        query: ``[B]`` row of each query in the evaluator's per-query table, or ``None``.
+        pad: padding item index (= ``n_items``).
+    """
+
+    user: Tensor
+    timestamp: Tensor
+    hist_items: Tensor | None = None
+    hist_times: Tensor | None = None
+    hist_lat: Tensor | None = None
+    hist_lon: Tensor | None = None
+    hist_len: Tensor | None = None
+    query: Tensor | None = None
+    pad: int = -1
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+    @property
+    def hist_mask(self) -> Tensor:
+        """``[B, L]`` True at real history positions."""
+        if self.hist_items is None:
+            raise ValueError("these queries carry no history (history_len was 0)")
+        return self.hist_items != self.pad
+
+    @property
+    def last_item(self) -> Tensor:
+        """``[B]`` the most recent history item (``pad`` when the history is empty)."""
+        if self.hist_items is None or self.hist_len is None:
+            raise ValueError("these queries carry no history (history_len was 0)")
+        index = (self.hist_len - 1).clamp(min=0).unsqueeze(1)
+        last = self.hist_items.gather(1, index).squeeze(1)
+        return torch.where(self.hist_len > 0, last, torch.full_like(last, self.pad))
+
+    def to(self, device: torch.device | str) -> Queries:
+        """A copy with every tensor on ``device``."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return replace(self, **moved)
+
+    def __getitem__(self, index: slice | Tensor | np.ndarray) -> Queries:
+        """Rows ``index`` of every tensor."""
+        picked = {
+            f.name: getattr(self, f.name)[index]
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), Tensor)
+        }
+        return replace(self, **picked)
+
+
+def context_events(split: Split, part: str) -> pd.DataFrame:
+    """Events a ``part`` ("train", "valid" or "test") query may look back on: train, plus
+    valid for valid/test, plus test for test (columns user, item, timestamp), in that order."""
+    parts = {"train": [split.train], "valid": [split.train, split.valid]}
+    parts["test"] = [split.train, split.valid, split.test]
+    if part not in parts:
+        raise KeyError(f"part must be 'train', 'valid' or 'test', got {part!r}")
+    frames = [p.events[["user", "item", "timestamp"]] for p in parts[part] if p is not None]
+    return pd.concat(frames, ignore_index=True)
+
+
+def history_index(events: pd.DataFrame) -> TemporalIndex:
+    """The users' events (columns user, item, timestamp) as a :class:`TemporalIndex` keyed by
+    user with the feature ``item``, arriving in the frame's row order."""
+    return TemporalIndex.from_events(
+        events["user"].to_numpy(np.int64),
+        events["timestamp"].to_numpy(np.int64),
+        item=events["item"].to_numpy(np.int64),
+    )
+
+
+def build_queries(
+    users: np.ndarray,
+    timestamps: np.ndarray,
+    index: TemporalIndex | None,
+    history_len: int,
+    n_items: int,
+    items_table: pd.DataFrame | None = None,
+    query_ids: np.ndarray | None = None,
+) -> Queries:
+    """Queries for ``users`` at ``timestamps`` with the last ``history_len`` events of each
+    user in ``index`` (a :func:`history_index`; unused, so may be ``None``, when
+    ``history_len`` is 0) strictly before its timestamp; the items' coordinates from
+    ``items_table`` when it has ``lat`` / ``lon``."""
+    users = np.asarray(users, dtype=np.int64)
+    timestamps = np.asarray(timestamps, dtype=np.int64)
+    queries = Queries(
+        user=torch.from_numpy(users.copy()),
+        timestamp=torch.from_numpy(timestamps.copy()),
+        query=None if query_ids is None else torch.as_tensor(np.asarray(query_ids)),
+        pad=n_items,
+    )
+    if history_len <= 0:
+        return queries
+    if index is None:
+        raise ValueError(f"history_len={history_len} needs an index of the context events")
+    recent = index.recent(users, timestamps, history_len)
+    valid = recent.mask
+    hist_items = np.where(valid, recent["item"], n_items)
+    queries.hist_items = torch.from_numpy(hist_items)
+    queries.hist_times = torch.from_numpy(recent.time)
+    queries.hist_len = torch.from_numpy(recent.length)
+    if items_table is not None and {"lat", "lon"} <= set(items_table.columns):
+        for name in ("lat", "lon"):
+            coord = np.append(items_table[name].to_numpy(np.float64), 0.0)
+            values = np.where(valid, coord[hist_items], 0.0)
+            setattr(queries, f"hist_{name}", torch.from_numpy(values.astype(np.float32)))
+    return queries
+
+
+def target_queries(split: Split, part: str, history_len: int = 0) -> tuple[Queries, pd.DataFrame]:
+    """One :class:`Queries` row per query of ``split.targets(part)`` (sorted by query id),
+    history from :func:`context_events`, and the per-query table (columns query, user,
+    timestamp).
+
+    Raises :class:`DataError` when the targets of one query disagree on user or timestamp.
+    """
+    targets = split.targets(part)
+    grouped = targets.groupby("query", sort=True)
+    table = grouped.agg(
+        user=("user", "first"),
+        timestamp=("timestamp", "first"),
+        n_user=("user", "nunique"),
+        n_time=("timestamp", "nunique"),
+    ).reset_index()
+    bad = (table["n_user"] > 1) | (table["n_time"] > 1)
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"query {table['query'].iloc[row]!r} has several users or timestamps",
+            source=f"{split.protocol}:{part}_targets",
+            column="query",
+            row=row,
+            fix="give every (user, timestamp) ranking request its own query id",
+        )
+    table = table[["query", "user", "timestamp"]]
+    index = history_index(context_events(split, part)) if history_len > 0 else None
+    queries = build_queries(
+        table["user"].to_numpy(),
+        table["timestamp"].to_numpy(),
+        index,
+        history_len,
+        split.n_items,
+        split.train.items,
+        query_ids=np.arange(len(table)),
+    )
+    return queries, table
