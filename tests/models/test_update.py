@@ -265,16 +265,8 @@ HETERO = {
         "n_regions": 3,
         "tz_offset_minutes": 0,
     },
-    "sthrec_no_users": {
-        "embedding_dim": 8,
-        "n_heads": 2,
-        "ff_dim": 16,
-        "max_len": HISTORY,
-        "n_regions": 3,
-        "tz_offset_minutes": 0,
-        "use_user_relation": False,
-    },
 }
+HETERO["sthrec_no_users"] = {**HETERO["sthrec"], "use_user_relation": False}
 GRAPH = {"near_k": 2, "max_gap_seconds": 40, "time_slots": 4}
 
 

@@ -18,7 +18,7 @@ naming the source file, the column, the first bad row and the fix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,6 +133,25 @@ def _validate_id_table(table: pd.DataFrame, kind: str, source: str) -> pd.DataFr
     )
 
 
+def require_columns(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    source: str | None,
+    fix: str | None = None,
+    what: str = "column",
+) -> None:
+    """Raise :class:`DataError` naming the first of ``columns`` that ``frame`` lacks (and
+    every missing one), with ``fix`` (default: the header the file needs)."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"missing {what}(s) {missing}; found {list(frame.columns)}",
+            source=source,
+            column=missing[0],
+            fix=fix or f"the file needs a header with the columns {list(columns)}",
+        )
+
+
 @dataclass
 class Interactions:
     """A validated event table plus its user and item id maps (see the module docstring)."""
@@ -152,14 +171,13 @@ class Interactions:
                 source=source,
                 fix="check the file path and any filters applied before loading",
             )
-        missing = [c for c in REQUIRED_COLUMNS if c not in self.events.columns]
-        if missing:
-            raise DataError(
-                f"missing required column(s) {missing}; found {list(self.events.columns)}",
-                source=source,
-                column=missing[0],
-                fix="rename the columns or pass a column mapping to the reader",
-            )
+        require_columns(
+            self.events,
+            REQUIRED_COLUMNS,
+            source,
+            fix="rename the columns or pass a column mapping to the reader",
+            what="required column",
+        )
         unknown = set(self.events.columns) - set(REQUIRED_COLUMNS) - set(OPTIONAL_COLUMNS)
         if unknown:
             raise DataError(
@@ -206,14 +224,13 @@ class Interactions:
         the metadata are kept (so a catalogue can be larger than the interacted set). Codes are
         assigned in sorted raw-id order, which makes them independent of row order.
         """
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise DataError(
-                f"missing required column(s) {missing}; found {list(frame.columns)}",
-                source=source,
-                column=missing[0],
-                fix="rename the columns or pass a column mapping to the reader",
-            )
+        require_columns(
+            frame,
+            REQUIRED_COLUMNS,
+            source,
+            fix="rename the columns or pass a column mapping to the reader",
+            what="required column",
+        )
         events = frame.copy()
         tables = {}
         for column, extra in (("user", user_meta), ("item", item_meta)):

@@ -26,8 +26,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from tgraph.data.interactions import REQUIRED_COLUMNS, Interactions
-from tgraph.errors import DataError
+from tgraph.data.interactions import REQUIRED_COLUMNS, Interactions, require_columns
 from tgraph.graph.append import GraphAppender
 from tgraph.graph.spec import ITEM, USER
 
@@ -79,14 +78,13 @@ def new_events(events: Interactions | pd.DataFrame, n_users: int, n_items: int) 
         raise TypeError(f"events must be Interactions or a DataFrame, got {type(events).__name__}")
     if len(events) == 0:
         return None
-    missing = [c for c in REQUIRED_COLUMNS if c not in events.columns]
-    if missing:
-        raise DataError(
-            f"missing required column(s) {missing}; found {list(events.columns)}",
-            source=SOURCE,
-            column=missing[0],
-            fix="pass user, item and timestamp in the split's codes",
-        )
+    require_columns(
+        events,
+        REQUIRED_COLUMNS,
+        SOURCE,
+        fix="pass user, item and timestamp in the split's codes",
+        what="required column",
+    )
     sizes = {}
     for column, known in (("user", n_users), ("item", n_items)):
         codes = pd.to_numeric(events[column], errors="coerce")

@@ -157,18 +157,6 @@ def read_delimited(
     return frame, lines
 
 
-def require_columns(frame: pd.DataFrame, columns: Sequence[str], source: str) -> None:
-    """Raise naming the first column of ``columns`` that ``frame`` lacks."""
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"missing column(s) {missing}; found {list(frame.columns)}",
-            source=source,
-            column=missing[0],
-            fix=f"the file needs a header with the columns {list(columns)}",
-        )
-
-
 def fail_at(
     mask: np.ndarray,
     values: pd.Series | np.ndarray,

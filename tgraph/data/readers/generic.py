@@ -19,7 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tgraph.data.interactions import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Interactions
+from tgraph.data.interactions import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    Interactions,
+    require_columns,
+)
 from tgraph.data.readers import _io
 from tgraph.errors import DataError
 
@@ -65,7 +70,7 @@ def read_table(
     _check_mapping(columns, source)
     frame, lines = _read_any(path, sep, encoding)
     extra = {**(item_columns or {}), **(user_columns or {})}
-    _io.require_columns(frame, [*columns.values(), *extra.values()], source)
+    require_columns(frame, [*columns.values(), *extra.values()], source)
 
     events = pd.DataFrame(index=frame.index)
     for key in ("user", "item"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tgraph.data.interactions import Interactions
+from tgraph.data.interactions import Interactions, require_columns
 from tgraph.data.readers._io import READ_ERRORS, require_unique_header, unreadable
 from tgraph.errors import DataError, DatasetNotFoundError
 
@@ -65,14 +65,7 @@ def read_getnext_csv(path: Path) -> Interactions:
     except READ_ERRORS as error:
         raise unreadable(path, error) from error
     required = [*COLUMNS, "UTC_time"]
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"missing column(s) {missing}; found {list(frame.columns)}",
-            source=source,
-            column=missing[0],
-            fix=f"a GETNext CSV needs the columns {required}",
-        )
+    require_columns(frame, required, source, f"a GETNext CSV needs the columns {required}")
     if len(frame) == 0:
         raise DataError("the file has no rows", source=source, fix="check the file")
     for column in ("POI_id", "trajectory_id"):

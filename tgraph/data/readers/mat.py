@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tgraph.data.interactions import Interactions
+from tgraph.data.interactions import Interactions, require_columns
 from tgraph.data.readers import _io
 from tgraph.errors import DataError
 
@@ -103,7 +103,7 @@ def _read_file(path: Path) -> pd.DataFrame:
     frame, lines = _io.read_delimited(
         path, sep=",", fix=f"each line needs the {len(COLUMNS)} fields {list(COLUMNS)}"
     )
-    _io.require_columns(frame, COLUMNS, source)
+    require_columns(frame, COLUMNS, source)
     space = _io.require_text(frame, "space", lines, source).str.split(" ", n=1, expand=True)
     space = space.reindex(columns=[0, 1]).fillna("")
     parts = pd.DataFrame({"space (lat)": space[0], "space (lon)": space[1]})
