@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DGLBACKEND := pytorch
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint typecheck clean
 
 $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check tgraph experiments tests
 	$(BIN)/ruff format --check tgraph experiments tests
 
-test: lint
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache

@@ -350,21 +350,22 @@ class Snapshot:
     valid_metric: float
 
 
-def _check_embedding_model(net: torch.nn.Module) -> None:
+def _check_embedding_model(net: torch.nn.Module) -> EmbeddingRecommender:
     if not isinstance(net, EmbeddingRecommender) or net.history_len:
         raise DataError(
             f"model {type(net).__name__} has no per-user embedding to compare",
             column="model",
             fix="use an embedding model without history, e.g. 'bprmf' or 'lightgcn'",
         )
+    return net
 
 
 @torch.no_grad()
-def model_embeddings(net: EmbeddingRecommender) -> tuple[np.ndarray, np.ndarray]:
+def model_embeddings(net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
     """``(user_emb [n_users, d], item_emb [n_items, d])`` of an embedding model in eval mode
     (e.g. LightGCN's propagated embeddings), as float64 arrays. Works on a model restored from
     a checkpoint: ``net.load_state_dict(torch.load(path)["model"])``."""
-    _check_embedding_model(net)
+    net = _check_embedding_model(net)
     was_training = net.training
     net.eval()
     users = torch.arange(net.n_users, device=net.device)
@@ -421,6 +422,7 @@ def snapshot_embeddings(
         trainer.fit()
         user_emb, item_emb = model_embeddings(trainer.model)
         train = split.train.events
+        assert split.valid is not None  # valid_fraction > 0
         snapshots.append(
             Snapshot(
                 cut=int(split.valid.events["timestamp"].min()),

@@ -121,6 +121,7 @@ def plot_transitions(
         ax.set_xlabel("destination")
         ax.grid(False)
     axes[0, 0].set_ylabel("origin")
+    assert image is not None  # set by the loop: there is at least one slot (one panel each)
     fig.colorbar(image, ax=axes[0].tolist(), label="share of the slot's moves (%)", shrink=0.8)
     fig.suptitle(title or f"Transitions between the {len(keep)} busiest locations, by time slot")
     return save_png(fig, path)
@@ -240,7 +241,7 @@ def transition_graph(
     kept = rules[rules["support"] >= min_support]
     if not self_loops:
         kept = kept[kept["antecedent"] != kept["consequent"]]
-    graph = nx.DiGraph()
+    graph: nx.DiGraph = nx.DiGraph()
     nodes = pd.unique(np.concatenate([kept["antecedent"], kept["consequent"]])).tolist()
     if positions is not None:
         table = positions.set_index("location")

@@ -94,8 +94,10 @@ def checkin_density(
     if not 0 <= quantile < 0.5:
         raise DataError(f"quantile must be in [0, 0.5), got {quantile!r}", column="quantile")
     lat, lon = event_coordinates(inter)
-    lat_edges = np.linspace(*np.quantile(lat, [quantile, 1 - quantile]), bins + 1)
-    lon_edges = np.linspace(*np.quantile(lon, [quantile, 1 - quantile]), bins + 1)
+    lat_low, lat_high = np.quantile(lat, [quantile, 1 - quantile])
+    lon_low, lon_high = np.quantile(lon, [quantile, 1 - quantile])
+    lat_edges = np.linspace(lat_low, lat_high, bins + 1)
+    lon_edges = np.linspace(lon_low, lon_high, bins + 1)
     counts, _, _ = np.histogram2d(lat, lon, bins=(lat_edges, lon_edges))
     logger.info(
         "checkin_density: %d of %d check-ins outside the mapped extent",

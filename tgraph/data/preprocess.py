@@ -137,7 +137,7 @@ def kcore(
     items = inter.events["item"].to_numpy()
     keep = np.ones(len(users), dtype=bool)
     before = {"users": _active(users, inter.n_users), "items": _active(items, inter.n_items)}
-    iterations = []
+    iterations: list[dict[str, int]] = []
     while True:
         user_count = np.bincount(users[keep], minlength=inter.n_users)
         item_count = np.bincount(items[keep], minlength=inter.n_items)

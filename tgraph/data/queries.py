@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from tgraph.data.interactions import Interactions
 from tgraph.data.split import Split
 from tgraph.data.temporal_index import TemporalIndex
 from tgraph.errors import DataError
@@ -93,7 +94,10 @@ class Queries:
 def context_events(split: Split, part: str) -> pd.DataFrame:
     """Events a ``part`` ("train", "valid" or "test") query may look back on: train, plus
     valid for valid/test, plus test for test (columns user, item, timestamp), in that order."""
-    parts = {"train": [split.train], "valid": [split.train, split.valid]}
+    parts: dict[str, list[Interactions | None]] = {
+        "train": [split.train],
+        "valid": [split.train, split.valid],
+    }
     parts["test"] = [split.train, split.valid, split.test]
     if part not in parts:
         raise KeyError(f"part must be 'train', 'valid' or 'test', got {part!r}")

@@ -86,9 +86,9 @@ class Split:
                 f"protocol {self.protocol!r} produced no test targets",
                 fix="check the split ratios or timestamps and the filters applied before",
             )
-        for part in (self.valid, self.test):
-            if part is not None and (
-                part.n_users != self.train.n_users or part.n_items != self.train.n_items
+        for events in (self.valid, self.test):
+            if events is not None and (
+                events.n_users != self.train.n_users or events.n_items != self.train.n_items
             ):
                 raise DataError(
                     "train, valid and test must share one id space (users/items tables)"
@@ -136,7 +136,7 @@ class Split:
         """Per user code, the sorted item codes to mask when ranking ``part`` (see above)."""
         pairs = self.history_pairs(part)
         users = pairs["user"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else []
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else users[:0]
         chunks = np.split(pairs["item"].to_numpy(), starts[1:])
         return {int(users[s]): chunk for s, chunk in zip(starts, chunks, strict=False)}
 

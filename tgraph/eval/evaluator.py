@@ -204,7 +204,7 @@ class Evaluator:
         low, high = torch.aminmax(scores)  # one pass, NaN propagates; isfinite is ~40x slower
         if not (torch.isfinite(low) and torch.isfinite(high)):
             raise ValueError(f"{type(model).__name__} produced non-finite scores")
-        if self.mask_ptr is not None:
+        if self.mask_ptr is not None and self.mask_items is not None:
             batch_row, items, _ = _segments(self.mask_ptr, self.mask_items, rows)
             # out of place: the scores may be a view of model state (e.g. popularity counts)
             scores = scores.index_put(

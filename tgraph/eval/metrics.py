@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-Metric = Callable[[np.ndarray, int], np.ndarray]
+# (ranks, K): K is an int for the @K metrics and None for MRR, which has no cut-off
+Metric = Callable[[np.ndarray, Any], np.ndarray]
 
 
 def _check(ranks: np.ndarray) -> np.ndarray:

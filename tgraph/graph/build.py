@@ -245,6 +245,7 @@ def _locations(train: Interactions, spec: GraphSpec, parts: _Parts) -> None:
                 fix="add coordinates or set near_k=0 and near_radius_km=None",
             )
         return
+    assert parts.mean is not None and parts.std is not None  # set with latlon (_coordinates)
     centres = np.full((n_loc, 2), np.nan)
     mean = pd.DataFrame(parts.latlon[has], columns=["lat", "lon"]).groupby(region[has]).mean()
     centres[mean.index.to_numpy()] = mean.to_numpy()

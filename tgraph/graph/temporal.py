@@ -71,11 +71,12 @@ def snapshots(
     if (window_seconds is not None and window_seconds <= 0) or (n is not None and n <= 0):
         raise ValueError(f"window_seconds and n must be positive, got {window_seconds}, {n}")
     t_min, t_max = time_span(_unwrap(g))
-    if t_min is None:
+    if t_min is None or t_max is None:
         raise ValueError("the graph has no timed edge to cut into snapshots")
     if n is not None:
         bounds = [t_min + i * (t_max - t_min + 1) // n for i in range(n + 1)]
     else:
+        assert window_seconds is not None  # exactly one of the two, checked above
         count = (t_max - t_min) // window_seconds + 1
         bounds = [t_min + i * window_seconds for i in range(count + 1)]
     return [

@@ -174,8 +174,8 @@ class Recommender(nn.Module):
     def device(self) -> torch.device:
         for tensor in self.parameters():
             return tensor.device
-        for tensor in self.buffers():
-            return tensor.device
+        for buffer in self.buffers():
+            return buffer.device
         return torch.device("cpu")
 
     # ------------------------------------------------------------------ eval-mode cache
@@ -379,7 +379,7 @@ class UserItemGraphRecommender(EmbeddingRecommender):
         self.register_graph("graph", graph)
         self._set_norms(degrees, graph.device)
 
-    def _set_norms(self, degrees: tuple[Tensor, Tensor], device: torch.device) -> None:
+    def _set_norms(self, degrees: tuple[Tensor, ...], device: torch.device) -> None:
         self._degrees = degrees
         out_norm, in_norm = (degree_norm(d).to(device) for d in degrees)
         self.register_buffer("out_norm", out_norm, persistent=False)

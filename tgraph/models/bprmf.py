@@ -81,7 +81,7 @@ def l2_rows(weight: float, *rows: Tensor | None) -> Tensor:
     present = [r for r in rows if r is not None]
     batch = present[0].shape[0]
     return (
-        weight * sum(r.pow(2).sum() for r in present) / (2 * batch)
+        weight * sum((r.pow(2).sum() for r in present), present[0].new_zeros(())) / (2 * batch)
         if weight
         else (torch.zeros((), device=present[0].device))
     )

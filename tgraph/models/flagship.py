@@ -215,9 +215,9 @@ class STHeteroRec(Recommender):
 
     def query_embedding(self, queries: Queries, z: dict[str, Tensor]) -> Tensor:
         """``[B, d]`` query vectors :math:`q` (see the class docstring)."""
-        if queries.hist_items is None or queries.hist_len is None:
-            raise ValueError(f"{type(self).__name__} needs queries with history")
         items, times, length = queries.hist_items, queries.hist_times, queries.hist_len
+        if items is None or times is None or length is None:
+            raise ValueError(f"{type(self).__name__} needs queries with history")
         n = items.shape[1]
         if n > self.history_len:
             raise ValueError(f"history of length {n} exceeds max_len={self.history_len}")

@@ -40,6 +40,11 @@ class Markov(Recommender):
         max_gap: NonNegativeInt | None = None
 
     config: Config
+    # buffers: popularity term, and the transition counts as CSR rows of the origin item
+    popularity: Tensor
+    indptr: Tensor
+    indices: Tensor
+    counts: Tensor
 
     def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)

@@ -27,6 +27,7 @@ class MostPopular(Recommender):
 
     needs_training = False
     supports_update = True
+    counts: Tensor  # buffer
 
     def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)

@@ -24,6 +24,7 @@ import dgl
 import numpy as np
 import pandas as pd
 import torch
+from numpy.typing import ArrayLike
 from torch import Tensor, nn
 
 from tgraph.data.interactions import REQUIRED_COLUMNS, Interactions, require_columns
@@ -95,7 +96,7 @@ def new_events(events: Interactions | pd.DataFrame, n_users: int, n_items: int) 
     return NewEvents(checked, n_users, n_items, sizes["user"], sizes["item"])
 
 
-def cold_start_rows(known: Tensor, new: np.ndarray, neighbour: np.ndarray, n_new: int) -> Tensor:
+def cold_start_rows(known: Tensor, new: ArrayLike, neighbour: ArrayLike, n_new: int) -> Tensor:
     """``[n_new, d]`` rows: row ``j`` is the mean of ``known[neighbour[e]]`` over the pairs
     ``e`` with ``new[e] == j`` (repeats count: a neighbour seen twice weighs twice), and the
     mean of all of ``known`` for a ``j`` without pairs.

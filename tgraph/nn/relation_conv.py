@@ -62,7 +62,7 @@ class RelationConv(nn.Module):
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.in_dim, self.out_dim, self.norm = in_dim, out_dim, norm
         self.ntypes = list(ntypes)
-        self.etypes = [tuple(et) for et in etypes]
+        self.etypes: list[EType] = [(src, name, dst) for src, name, dst in etypes]
         missing = sorted({et[2] for et in self.etypes} - set(self.ntypes))
         if missing:
             raise ValueError(f"relations end in node types {missing} not listed in ntypes")

@@ -35,7 +35,7 @@ def git_commit(cwd: Path | None = None) -> str | None:
 
 def environment(device: str = "cpu") -> dict[str, Any]:
     """Versions, git commit, device and command line of the current process."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -316,7 +316,7 @@ def load(
     seed_everything(int(config["seed"]))
     model = models.get(name)(split, config["model"]["config"])
     refitted = run.layout.refit_checkpoint.exists() and split.valid is not None
-    if refitted:
+    if refitted and split.valid is not None:  # (repeated for the type checker)
         events = pd.concat([split.train.events, split.valid.events], ignore_index=True)
         model.observe(split.train.with_events(events.sort_values("timestamp", kind="stable")))
         weights = run.layout.refit_checkpoint

@@ -84,8 +84,8 @@ def finetune(
     for _ in range(steps):
         if len(order) == 0:
             order = generator.permutation(len(positives))
-        index, order = order[: config.batch_size], order[config.batch_size :]
-        index = torch.from_numpy(index)
+        picked, order = order[: config.batch_size], order[config.batch_size :]
+        index = torch.from_numpy(picked)
         losses.append(
             gradient_step(
                 model,

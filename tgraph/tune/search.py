@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -77,7 +78,9 @@ def open_study(spec: StudySpec, storage: str | None = None, worker: int = 0) -> 
         raise ConfigError(f"must be >= 0, got {worker}", key="--worker")
     opts = spec.options
     url = storage or opts.storage
-    directions = ["maximize" if o == "valid" else "minimize" for o in opts.objectives]
+    directions: list[Literal["maximize", "minimize"]] = [
+        "maximize" if o == "valid" else "minimize" for o in opts.objectives
+    ]
     study = optuna.create_study(
         storage=open_storage(
             url, spec.folder, spec.fingerprint, opts.heartbeat_interval, opts.grace_period,

@@ -130,11 +130,14 @@ class SearchSpace:
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, Any]:
         """Sample every parameter of the space for ``trial``."""
-        params = {}
+        params: dict[str, Any] = {}
         for path, spec in self.params.items():
             if spec.type == "categorical":
+                assert spec.choices is not None  # checked by _check (and low/high below)
                 params[path] = trial.suggest_categorical(path, spec.choices)
-            elif spec.type == "int":
+                continue
+            assert spec.low is not None and spec.high is not None
+            if spec.type == "int":
                 step = int(spec.step or 1)
                 params[path] = trial.suggest_int(
                     path, int(spec.low), int(spec.high), step=step, log=spec.log
@@ -151,8 +154,9 @@ class SearchSpace:
         for path, value in self.defaults.items():
             spec = self.params[path]
             if spec.type == "categorical":
-                ok = value in spec.choices
+                ok = value in (spec.choices or [])
             else:
+                assert spec.low is not None and spec.high is not None  # checked by _check
                 ok = spec.low <= value <= spec.high
             if ok:
                 inside[path] = value

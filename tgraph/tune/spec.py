@@ -67,7 +67,7 @@ class StudyConfig(StrictModel):
     pruner: PrunerConfig = Field(default_factory=PrunerConfig)
     space: dict[str, ParamSpec] = Field(default_factory=dict)
     #: "valid" (maximised), optionally with "train_seconds" (minimised): multi-objective
-    objectives: list[Literal["valid", "train_seconds"]] = Field(default_factory=lambda: ["valid"])
+    objectives: list[Literal["valid", "train_seconds"]] = ["valid"]  # pydantic copies it
     enqueue_default: bool = True
     #: RDB storages: heartbeat (seconds) of running trials; stale ones are failed and retried
     heartbeat_interval: Annotated[int, Field(ge=1)] | None = 60

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,10 @@ def open_storage(
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(
-            str(path), lock_obj=JournalKernelLock(str(path))
-        )
+        # the lock's declared type, BaseJournalFileLock, is private to optuna
+        # (optuna.storages.journal._file); JournalKernelLock has its acquire/release
+        lock = JournalKernelLock(str(path))
+        backend = JournalFileBackend(str(path), lock_obj=lock)  # type: ignore[arg-type]
         return optuna.storages.JournalStorage(backend)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5.0
