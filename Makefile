@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DGLBACKEND := pytorch
 
-.PHONY: install demo test lint typecheck clean
+.PHONY: install demo test test-fast lint typecheck clean
 
 $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# every tier: unit, slow, real data (../shared/data or $$TGRAPH_DATA), performance
 test: lint typecheck
 	$(BIN)/python -m pytest -q
+
+# the fast tier (about a minute): no slow, real-data or performance tests
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not real_data and not performance"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache

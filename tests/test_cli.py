@@ -84,6 +84,7 @@ def test_tune_exports_a_runnable_config(tmp_path, capsys):
     assert (tmp_path / "b" / "s" / "synthetic" / "bprmf" / "seed0" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_analyse_dataset(tmp_path, capsys):
     out = tmp_path / "a"
     options = ["n_users=60", "n_pois=80", "n_events=3000", "seed=4"]
@@ -110,6 +111,7 @@ def test_version():
     assert done.returncode == 0 and done.stdout.strip() == f"tgraph {__version__}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("override", "key"),
     [
@@ -135,6 +137,7 @@ def test_configuration_errors_are_one_line_with_exit_code_2(tmp_path, override, 
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
+@pytest.mark.slow
 def test_yaml_syntax_error_names_the_file(tmp_path):
     config = tmp_path / "broken.yaml"
     config.write_text("models: [{name: bprmf}\n")
@@ -142,6 +145,7 @@ def test_yaml_syntax_error_names_the_file(tmp_path):
     assert done.returncode == 2 and str(config) in done.stderr and "YAML" in done.stderr
 
 
+@pytest.mark.slow
 def test_runtime_data_error_exits_1(tmp_path):
     """A missing dataset is a runtime failure (exit 1), reported on one line."""
     config = tmp_path / "c.yaml"

@@ -156,6 +156,7 @@ def uninterrupted(tmp_path_factory) -> list[tuple]:
     return _outcome(study.get_trials(deepcopy=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("storage", ["sqlite", "journal"])
 def test_sigkill_anywhere_then_the_same_command_ends_as_an_uninterrupted_study(
     tmp_path, storage, uninterrupted
@@ -330,6 +331,7 @@ def test_an_edited_study_is_a_new_study(tmp_path):
     assert yaml.safe_load(export_best(study, edited).read_text())["train"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_a_named_old_study_pairs_each_value_with_the_settings_it_ran(tmp_path, caplog):
     """Case 6, joined on purpose: a study named explicitly after an edit keeps each trial's own
     configuration; best.yaml is the best trial's, and re-training trials of different data on
@@ -450,6 +452,7 @@ def test_real_data_study_prunes_survives_sigkill_and_resumes(tmp_path, root):
     assert names == {"history", "importances", "intermediate_values", "parallel_coordinates"}
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_journal_file_and_spend_the_budget_exactly(tmp_path):
     path = _write(tmp_path, SYNTHETIC)
     journal = f"journal:{tmp_path / 'study.journal'}"
@@ -477,6 +480,7 @@ def postgres_url():
         yield url
 
 
+@pytest.mark.slow
 def test_postgres_workers_retry_the_trial_of_a_killed_worker(tmp_path, postgres_url):
     config = {**SYNTHETIC, "train": {**SYNTHETIC["train"], "epochs": 6}}
     config["study"] = {**SYNTHETIC["study"], "n_trials": 8, "heartbeat_interval": 1}
@@ -512,6 +516,7 @@ def test_postgres_workers_retry_the_trial_of_a_killed_worker(tmp_path, postgres_
     assert sum(t.state in COUNTED for t in trials) == 8
 
 
+@pytest.mark.slow
 def test_multi_objective_study_has_a_pareto_front(tmp_path):
     config = {**SYNTHETIC, "study": {**SYNTHETIC["study"], "n_trials": 4}}
     config["study"]["objectives"] = ["valid", "train_seconds"]

@@ -72,6 +72,7 @@ def test_parse_options():
         report.parse_options(["n_users"])
 
 
+@pytest.mark.slow
 def test_dataset_report_writes_every_file(synthetic_report):
     inter, out, result = synthetic_report
     names = {p.name for p in result["files"]}

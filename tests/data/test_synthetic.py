@@ -181,6 +181,7 @@ def test_bad_parameters(kwargs):
         generate(**kwargs)
 
 
+@pytest.mark.performance
 def test_one_million_events_fast():
     began = time.perf_counter()
     data = generate(n_events=1_000_000, n_users=2_000, n_pois=3_000, seed=7)

@@ -315,6 +315,10 @@ def test_nyc_graph_agrees_with_the_training_data(nyc_graph, nyc_split):
     graph = nyc_graph.graph
     assert graph.num_edges(AT_SLOT) == len(train)
     assert nyc_graph.meta.report["items_without_location"] == 0
+
+
+@pytest.mark.performance
+def test_nyc_graph_builds_in_seconds(nyc_graph):
     assert nyc_graph.meta.report["build_seconds"] < 20, nyc_graph.meta.report["build_seconds"]
 
 

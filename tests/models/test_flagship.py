@@ -151,6 +151,7 @@ def test_determinism_and_device(split):
     torch.testing.assert_close(a.full_sort_predict(queries), a.full_sort_predict(queries))
 
 
+@pytest.mark.slow
 def test_short_training_beats_popularity():
     """4 epochs on 12k synthetic check-ins: test MRR 0.199 against MostPopular's 0.074."""
     split = next_poi_chronological(generate(n_users=150, n_pois=300, n_events=12000, days=60))

@@ -118,6 +118,7 @@ def test_sasrec_rejects_history_longer_than_max_len():
         model.sequence_output(torch.zeros(1, 9, dtype=torch.long))
 
 
+@pytest.mark.slow
 def test_sasrec_beats_most_popular_on_synthetic_checkins():
     acc, pop_acc = synthetic_acc10("sasrec", {"max_len": 20, "embedding_dim": 32})
     assert acc > pop_acc + 0.1, (acc, pop_acc)

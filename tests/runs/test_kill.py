@@ -45,6 +45,7 @@ def uninterrupted(tmp_path_factory):
     return _results(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("target", "n", "when", "match"),
     [

@@ -69,6 +69,7 @@ def server(sequence_run, tmp_path):
             _stop(process)
 
 
+@pytest.mark.slow
 def test_a_killed_server_restarts_with_every_acknowledged_event(server):
     """Five acknowledged batches, SIGKILL, restart (with a token this time): the restarted
     server holds every event and answers as before; without the token it answers 401."""
