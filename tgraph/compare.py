@@ -99,7 +99,7 @@ def _one_configuration_per_row(runs: pd.DataFrame, allow_mixed: bool) -> pd.Data
 def _per_query(paths: list[str], metric: str) -> pd.DataFrame:
     """Per-query ``metric`` averaged over the runs in ``paths`` (index: query; columns: user,
     value); the runs must have ranked the same queries."""
-    tables = []
+    tables: list[pd.DataFrame] = []
     for path in paths:
         run = RunDir(path)
         if not run.layout.per_query.is_file():

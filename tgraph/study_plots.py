@@ -13,6 +13,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -27,7 +28,7 @@ from tgraph.runs import CurveRecord  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-def _save(draw: Callable[[], object], path: Path) -> Path | None:
+def _save(draw: Callable[[], Any], path: Path) -> Path | None:
     """Run ``draw`` (returns Axes or an array of Axes) and save its figure as ``path``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

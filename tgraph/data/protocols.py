@@ -347,13 +347,13 @@ def lightgcn(root: Path, valid_ratio: float = 0.1, seed: int = 0) -> Split:
     data = read_lightgcn(folder)
     full, test = data["train"], data["test"]
     require_no_duplicates(test)
-    held, report = hold_out_per_user(full.events, valid_ratio, seed)
+    held, held_counts = hold_out_per_user(full.events, valid_ratio, seed)
     report = {
         "train_file_events": len(full),
         "test_events": len(test),
         "valid_ratio": valid_ratio,
         "seed": seed,
-        **report,
+        **held_counts,
     }
     train = full.with_events(full.events[~held], name=f"{full.name}_fit")
     valid = full.with_events(full.events[held], name=f"{full.name}_valid") if held.any() else None

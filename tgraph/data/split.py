@@ -283,7 +283,7 @@ def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
             fix="give three fractions (train, valid, test) >= 0 that sum to 1, "
             "with train and test > 0",
         )
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _part(inter: Interactions, mask: np.ndarray, name: str) -> Interactions:
@@ -460,7 +460,7 @@ def trajectories(
     ids = np.empty(len(events), dtype=object)
     ids[order] = [f"{prefix}{u}_{j}" for u, j in zip(users.tolist(), k.tolist(), strict=True)]
     sizes = np.bincount(traj_index)
-    report = {
+    report: dict[str, Any] = {
         "gap_hours": gap_hours,
         "events": len(events),
         "trajectories": int(len(sizes)),
