@@ -68,7 +68,11 @@ def _active(codes: np.ndarray, size: int) -> int:
 def deduplicate(
     inter: Interactions, subset: tuple[str, ...] = ("user", "item", "timestamp")
 ) -> tuple[Interactions, dict[str, Any]]:
-    """Drop events that repeat an earlier event on all columns of ``subset`` (keeps the first)."""
+    """Drop events that repeat an earlier event on all columns of ``subset`` (keeps the first).
+
+    Times compare at the stored resolution: with ``timestamp`` in ``subset``, a
+    ``subsecond`` column is compared too, so two events 800 ms apart are not duplicates.
+    """
     missing = [c for c in subset if c not in inter.events.columns]
     if missing:
         raise DataError(
@@ -77,10 +81,14 @@ def deduplicate(
             column=missing[0],
             fix=f"choose subset columns among {list(inter.events.columns)}",
         )
+    subset = tuple(subset)
+    if "timestamp" in subset and inter.has("subsecond") and "subsecond" not in subset:
+        subset = (*subset, "subsecond")
     duplicated = inter.events.duplicated(subset=list(subset), keep="first").to_numpy()
     report = {
         "step": "deduplicate",
         "subset": list(subset),
+        "time_resolution": inter.meta.get("time_resolution", "s"),
         "events_before": len(inter),
         "dropped": int(duplicated.sum()),
         "events_after": int(len(inter) - duplicated.sum()),

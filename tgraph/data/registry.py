@@ -247,6 +247,18 @@ DATASETS: dict[str, DatasetSpec] = {
             ),
         ),
         DatasetSpec(
+            name="table",
+            folder="",
+            files=(),
+            reader=_lazy("tgraph.data.readers.generic:read_table_dataset"),
+            description="your own CSV / TSV / Parquet interaction table (gzip too), read by "
+            "tgraph.data.readers.read_table: exact ids, timezone kept as a per-event tz_offset",
+            options="path (absolute, or relative to the working directory), columns {user, item, "
+            "timestamp, lat, lon, category, ...}, sep, encoding, time_format, time_unit, "
+            "timezone | tz_column, item_columns, user_columns, name (see TableOptions)",
+            citation="",
+        ),
+        DatasetSpec(
             name="synthetic",
             folder="",
             files=(),
