@@ -249,3 +249,33 @@ def test_missing_path_says_where_relative_paths_start(tmp_path, monkeypatch):
     assert str(tmp_path) in str(info.value) and "absolute" in str(info.value)
     write(tmp_path, "user,venue,time\na,x,1\n")
     assert len(registry.load("table", path="checkins.csv", columns=COLUMNS)) == 1
+
+
+def test_static_item_file_fills_the_items_table(tmp_path):
+    """A POI file is a static table: its coordinates (not the check-ins') are item attributes;
+    POIs without check-ins stay in the catalogue and missing ones are counted."""
+    events = write(tmp_path, "user,venue,time,lat,lon\na,007,1,40.0,-74.0\nb,7,2,40.5,-74.5\n")
+    pois = write(tmp_path, "poi,lat,lon,kind\n007,40.2,-74.2,cafe\n8,41.0,-73.0,bar\n", "pois.csv")
+    columns = {**COLUMNS, "lat": "lat", "lon": "lon"}
+    inter = load(
+        events,
+        columns=columns,
+        items={
+            "path": str(pois),
+            "id": "poi",
+            "columns": {"lat": "lat", "lon": "lon", "name": "kind"},
+        },
+    )
+    items = inter.items.set_index("raw_id")
+    assert sorted(items.index) == ["007", "7", "8"]  # "007" and "7" stay two venues
+    assert items.loc["007", "lat"] == 40.2 and items.loc["8", "name"] == "bar"
+    assert np.isnan(items.loc["7", "lat"])
+    assert inter.events["lat"].tolist() == [40.0, 40.5]  # the check-ins keep their own
+    assert inter.meta["static_item_columns"] == ["lat", "lon", "name"]
+    assert inter.meta["item_table"] == {"path": str(pois), "items": 2, "event_items_missing": 1}
+    duplicated = write(tmp_path, "poi,lat,lon\n8,1,1\n8,2,2\n", "dup.csv")
+    with pytest.raises(DataError, match="appears twice") as info:
+        load(events, columns=COLUMNS, items={"path": str(duplicated), "id": "poi", "columns": {}})
+    assert info.value.row == 3 and info.value.column == "poi"
+    with pytest.raises(ConfigError, match="dataset.options.items.columns"):
+        load(events, columns=COLUMNS, items={"path": str(pois), "id": "poi"})

@@ -50,6 +50,18 @@ _TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": ","}
 _DERIVED = ("subsecond",)
 
 
+class ItemTable(StrictModel):
+    """A static item table (e.g. a POI file): one row per item, read from ``path`` (same
+    formats as the events); ``id`` is its item id column, ``columns`` maps items-table columns
+    (``lat``, ``lon``, ``category`` (integer codes), any other name) to its columns."""
+
+    path: str
+    id: str
+    columns: dict[str, str]
+    sep: str | None = None
+    encoding: str = "utf-8"
+
+
 class TableOptions(StrictModel):
     """The options of the ``table`` dataset (``dataset.options``): the arguments of
     :func:`read_table`. A relative ``path`` is read from the current working directory (not
@@ -66,6 +78,7 @@ class TableOptions(StrictModel):
     tz_column: str | None = None
     item_columns: dict[str, str] = Field(default_factory=dict)
     user_columns: dict[str, str] = Field(default_factory=dict)
+    items: ItemTable | None = None
 
 
 def read_table_dataset(**options: Any) -> Interactions:
@@ -80,7 +93,7 @@ def read_table_dataset(**options: Any) -> Interactions:
             f"exist; a relative path is read from the current working directory ({Path.cwd()}), "
             "not from the config file's folder: give an absolute path"
         )
-    return read_table(**checked.model_dump())
+    return read_table(**{**checked.model_dump(), "items": checked.items})
 
 
 def read_table(
@@ -96,6 +109,7 @@ def read_table(
     tz_column: str | None = None,
     item_columns: Mapping[str, str] | None = None,
     user_columns: Mapping[str, str] | None = None,
+    items: ItemTable | Mapping[str, Any] | None = None,
 ) -> Interactions:
     """Read an interaction table and map its columns to tgraph's.
 
@@ -123,6 +137,9 @@ def read_table(
             that changes is an error naming the line). Listed in
             ``meta["static_item_columns"]``. Per-event values (coordinates, categories) stay
             on the events: nothing is aggregated over events into the items table.
+        items: a static item table file (:class:`ItemTable`), e.g. POI coordinates. Its
+            items without events stay in the catalogue; ``meta["item_table"]`` counts the
+            event items it lacks (their attributes are NaN). Its columns are static too.
 
     Ids are mapped exactly (see :func:`~tgraph.data.readers._io.parse_ids`): ``"007"`` and
     ``"7"`` stay two users; ``meta["ids"]`` reports, per id column, the type, the distinct
@@ -176,9 +193,16 @@ def read_table(
         events["category"], meta["categories"] = _category(
             frame, columns["category"], lines, source
         )
+    meta["static_item_columns"] = list(item_columns or {})
+    file_meta = None
+    if items is not None:
+        table = validate_model(ItemTable, items, "items")
+        file_meta, events["item"], meta["item_table"] = _item_file(table, events["item"].to_numpy())
+        meta["static_item_columns"] += list(table.columns)
     item_meta = _static_table(frame, events["item"], item_columns, lines, source, "item")
     user_meta = _static_table(frame, events["user"], user_columns, lines, source, "user")
-    meta["static_item_columns"] = list(item_columns or {})
+    if file_meta is not None:
+        item_meta = file_meta if item_meta is None else item_meta.join(file_meta, how="outer")
     return Interactions.from_frame(
         events.reset_index(drop=True),
         name=name or path.name.split(".")[0],
@@ -310,6 +334,45 @@ def _timestamps(
     seconds = np.floor_divide(values, per_second)
     subsecond = values - seconds * per_second if per_second > 1 else None
     return seconds, subsecond, resolution
+
+
+def _item_file(
+    table: ItemTable, event_items: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+    """The item table by raw id, the event item ids in the same id type, and a report."""
+    path = _io.resolve(table.path)
+    source = str(path)
+    frame, lines = _read_any(path, table.sep, table.encoding)
+    require_columns(frame, [table.id, *table.columns.values()], source)
+    ids, _ = _io.parse_ids(frame, table.id, lines, source)
+    if ids.dtype != event_items.dtype:  # one side has ids that are not integers: compare text
+        ids, event_items = ids.astype(str).astype(object), event_items.astype(str).astype(object)
+    _io.fail_at(
+        pd.Index(ids).duplicated(),
+        ids,
+        "item {value!r} appears twice",
+        column=table.id,
+        lines=lines,
+        source=source,
+        fix="keep one row per item in a static item table",
+    )
+    parsed: dict[str, Any] = {}
+    for target, column in table.columns.items():
+        if target == "lat" or target == "lon":
+            low, high = (-90.0, 90.0) if target == "lat" else (-180.0, 180.0)
+            parsed[target] = _io.parse_float(frame, column, lines, source, low=low, high=high)
+        elif target == "category":
+            parsed[target] = _io.parse_int(frame, column, lines, source)
+        else:
+            parsed[target] = frame[column].to_numpy()
+    attributes = pd.DataFrame(parsed, index=pd.Index(ids))
+    missing = int((~pd.Index(pd.unique(event_items)).isin(attributes.index)).sum())
+    if missing:
+        logger.warning(
+            "%s lacks %d item(s) that have events; their attributes are NaN", source, missing
+        )
+    report = {"path": source, "items": len(attributes), "event_items_missing": missing}
+    return attributes, event_items, report
 
 
 def _category(
