@@ -277,5 +277,12 @@ def test_static_item_file_fills_the_items_table(tmp_path):
     with pytest.raises(DataError, match="appears twice") as info:
         load(events, columns=COLUMNS, items={"path": str(duplicated), "id": "poi", "columns": {}})
     assert info.value.row == 3 and info.value.column == "poi"
+    with pytest.raises(ConfigError, match="item_columns and the item file"):
+        load(
+            events,
+            columns=COLUMNS,
+            item_columns={"lat": "lat"},
+            items={"path": str(pois), "id": "poi", "columns": {"lat": "lat"}},
+        )
     with pytest.raises(ConfigError, match="dataset.options.items.columns"):
         load(events, columns=COLUMNS, items={"path": str(pois), "id": "poi"})

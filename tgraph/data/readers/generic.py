@@ -197,7 +197,16 @@ def read_table(
     file_meta = None
     if items is not None:
         table = validate_model(ItemTable, items, "items")
+        both = sorted(set(table.columns) & set(item_columns or {}))
+        if both:
+            raise ConfigError(
+                f"{both} come from both item_columns and the item file",
+                key="items.columns",
+                fix="take each item attribute from one place",
+            )
         file_meta, events["item"], meta["item_table"] = _item_file(table, events["item"].to_numpy())
+        if events["item"].dtype == object:  # compared as text with the file's ids
+            meta["ids"]["item"]["type"] = "string"
         meta["static_item_columns"] += list(table.columns)
     item_meta = _static_table(frame, events["item"], item_columns, lines, source, "item")
     user_meta = _static_table(frame, events["user"], user_columns, lines, source, "user")
