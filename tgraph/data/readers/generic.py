@@ -121,22 +121,26 @@ def read_table(
             may map any of ``lat, lon, category, region, behaviour, weight, tz_offset,
             trajectory``. A non-integer ``category`` is coded in sorted order
             (``meta["categories"]`` lists the values).
+        name: the dataset's name in results (default: the file name before its first dot).
         sep: field separator of a text file (default from the suffix: ``,`` or tab).
+        encoding: text encoding of a text file.
         time_format: ``"unix"`` for integer epoch times in ``time_unit``; ``"infer"`` to let
             pandas parse datetime strings (ISO 8601 with fractions kept; a ``d/d/y`` date
             where every day and month is <= 12 is refused as ambiguous); else a ``strptime``
             format such as ``"%Y-%m-%d %H:%M:%S"``. ``None``: ``"unix"`` when the first value
             is an integer, else ``"infer"``.
+        time_unit: unit of epoch integers: ``"s"``, ``"ms"``, ``"us"`` or ``"ns"``.
         timezone: IANA name (``"Europe/Berlin"``): times without an offset are wall time
             there, and each event gets ``tz_offset``, its local offset from UTC in minutes
             (daylight saving time included), so local-time features see local time.
         tz_column: like ``timezone`` but one IANA name per row, from this source column.
             Without either, naive times are UTC and no ``tz_offset`` is stored.
-        item_columns / user_columns: item / user table column -> source column: attributes
-            that must be the same on every line of an item / user (a static table; a value
-            that changes is an error naming the line). Listed in
-            ``meta["static_item_columns"]``. Per-event values (coordinates, categories) stay
-            on the events: nothing is aggregated over events into the items table.
+        item_columns: items table column -> source column: attributes that must be the same
+            on every line of an item (a static table; a value that changes is an error
+            naming the line). Listed in ``meta["static_item_columns"]``. Per-event values
+            (coordinates, categories) stay on the events: nothing is aggregated over events
+            into the items table.
+        user_columns: users table column -> source column, the same rule per user.
         items: a static item table file (:class:`ItemTable`), e.g. POI coordinates. Its
             items without events stay in the catalogue; ``meta["item_table"]`` counts the
             event items it lacks (their attributes are NaN). Its columns are static too.
