@@ -1,21 +1,33 @@
-"""The model registry: configs name models, ``get(name)`` returns the class."""
+"""The model registry: configs name models, ``get(name)`` returns the class.
+
+Models outside tgraph register with the same decorator from a module the config ``imports``,
+or through the ``tgraph.models`` entry point group (:mod:`tgraph.plugins`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from tgraph.errors import ConfigError
 from tgraph.models.base import Recommender
 
 _MODELS: dict[str, type[Recommender]] = {}
 
 
 def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
-    """Class decorator: ``@register("lightgcn")``. Names are case-insensitive and unique."""
+    """Class decorator: ``@register("lightgcn")``. Names are case-insensitive and unique: a
+    second class under a taken name is a :class:`~tgraph.errors.ConfigError`."""
 
     def wrap(cls: type[Recommender]) -> type[Recommender]:
         key = name.lower()
-        if key in _MODELS and _MODELS[key] is not cls:
-            raise KeyError(f"model name {name!r} is already registered by {_MODELS[key]}")
+        taken = _MODELS.get(key)
+        if taken is not None and taken is not cls:
+            raise ConfigError(
+                f"model name {name!r} is already registered by "
+                f"{taken.__module__}.{taken.__qualname__}, so {cls.__module__}."
+                f"{cls.__qualname__} cannot take it",
+                fix="register the new model under another name",
+            )
         _MODELS[key] = cls
         return cls
 
@@ -23,7 +35,8 @@ def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
 
 
 def get(name: str) -> type[Recommender]:
-    """The model class registered as ``name``."""
+    """The model class registered as ``name`` (KeyError naming the registered ones)."""
+    _load_plugins()
     key = name.lower()
     if key not in _MODELS:
         raise KeyError(f"unknown model {name!r}; registered: {list_models()}")
@@ -31,4 +44,12 @@ def get(name: str) -> type[Recommender]:
 
 
 def list_models() -> list[str]:
+    """Names of the registered models (built-in, imported and installed plugins), sorted."""
+    _load_plugins()
     return sorted(_MODELS)
+
+
+def _load_plugins() -> None:
+    from tgraph.plugins import load_entry_points  # plugins register through this module
+
+    load_entry_points()
