@@ -3,6 +3,8 @@ protocols; registries refuse a taken name; failures name the module or entry poi
 
 from __future__ import annotations
 
+import importlib
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -109,7 +111,13 @@ def test_cli_import_failure_is_one_line_exit_2(plugin_dir, capsys):
 
 def test_taken_names_are_refused(plugin_dir):
     """A second class under a model name, or another spec under a dataset name, is an error
-    naming the holder; registering the same object again is not."""
+    naming the holder; registering the same object, or the same definition run again (a
+    notebook cell, a reload), is not."""
+    write_module(plugin_dir, "my_pop", MY_POP)
+    first = importlib.import_module("my_pop").MyPop
+    del sys.modules["my_pop"]
+    again = importlib.import_module("my_pop").MyPop
+    assert again is not first and models.get("my_pop") is again
     with pytest.raises(
         ConfigError, match=r"'BPRMF' is already registered by tgraph\.models\.bprmf\.BPRMF, so"
     ):
@@ -123,19 +131,39 @@ def test_taken_names_are_refused(plugin_dir):
     assert data_registry.get_spec("synthetic") is synthetic
 
 
-def test_run_records_imports_and_analyse_imports_them_again(plugin_dir, capsys):
-    """``--import`` joins the config's ``imports`` in the run's config.yaml; ``analyse run``
-    imports them again in a process that has not (here: the module and model forgotten)."""
+LAB_DATA = """
+from tgraph.data.registry import DatasetSpec, register
+from tgraph.data.synthetic import generate
+
+register(DatasetSpec("lab_checkins", "", (), generate, "our lab's check-ins", ""))
+"""
+
+
+def test_runs_record_imports_and_later_commands_import_them(plugin_dir, capsys):
+    """``--import`` joins the config's ``imports`` in the run's config.yaml; ``compare``
+    (which rebuilds the split for its strata) and ``analyse run`` import them again in a
+    process that has not (here: the modules, model and dataset forgotten before each)."""
     write_module(plugin_dir, "my_pop", MY_POP)
-    write_module(plugin_dir, "plug_noop", "")
+    write_module(plugin_dir, "lab_data", LAB_DATA)
     config = plugin_dir / "c.yaml"
-    config.write_text("experiment: p\nimports: [plug_noop]\nmodels: [{name: my_pop}]\n")
+    config.write_text(
+        "experiment: p\nimports: [lab_data]\ndataset: {name: lab_checkins}\n"
+        "models: [{name: my_pop}]\n"
+    )
     runs = plugin_dir / "runs"
     argv = ["run", "--config", str(config), "--import", "my_pop", f"output_dir={runs}", *TINY]
     assert main(argv) == 0
-    run_dir = runs / "p" / "synthetic" / "my_pop" / "seed0"
-    assert RunDir(run_dir).read_config()["imports"] == ["plug_noop", "my_pop"]
-    del sys.modules["my_pop"], model_registry._MODELS["my_pop"]
+    run_dir = runs / "p" / "lab_checkins" / "my_pop" / "seed0"
+    assert RunDir(run_dir).read_config()["imports"] == ["lab_data", "my_pop"]
+
+    def forget() -> None:
+        del sys.modules["my_pop"], sys.modules["lab_data"]
+        del model_registry._MODELS["my_pop"], data_registry.DATASETS["lab_checkins"]
+
+    forget()
+    assert main(["compare", str(runs), "--n-boot", "10"]) == 0
+    assert "lab_checkins" in data_registry.DATASETS
+    forget()
     capsys.readouterr()
     assert main(["analyse", "run", str(run_dir), "--n-boot", "10"]) == 0
     assert model_registry._MODELS["my_pop"].__module__ == "my_pop"
@@ -240,15 +268,6 @@ def test_dataset_entry_point_must_carry_its_name(plugin_dir):
 
 
 def test_cli_data_list_shows_imported_datasets(plugin_dir, capsys):
-    write_module(
-        plugin_dir,
-        "plug_data",
-        """
-        from tgraph.data.registry import DatasetSpec, register
-        from tgraph.data.synthetic import generate
-
-        register(DatasetSpec("lab_checkins", "", (), generate, "our lab's check-ins", ""))
-        """,
-    )
-    assert main(["data", "list", "--import", "plug_data"]) == 0
-    assert "lab_checkins" in capsys.readouterr().out
+    write_module(plugin_dir, "lab_data", LAB_DATA)
+    assert main(["data", "list", "--import", "lab_data"]) == 0
+    assert re.search(r"^lab_checkins +\(generated\)$", capsys.readouterr().out, re.M)

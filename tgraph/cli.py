@@ -37,9 +37,13 @@ import json
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from tgraph.errors import TgraphError
 from tgraph.plugins import import_module
+
+if TYPE_CHECKING:  # the commands import what they need when they run
+    from tgraph.runs import RunDir
 
 _DEBUG_HELP = "show the traceback of an error (default: one line)"
 _CONFIG_HELP = "YAML file, or the name of a shipped config (see 'tgraph configs'); repeatable"
@@ -59,14 +63,12 @@ def _record_imports(files: list[str], overrides: list[str], imports: list[str]) 
     return [*overrides, f"imports={json.dumps(merged)}"]
 
 
-def _import_recorded(run_dir: str) -> None:
-    """Import the modules the run in ``run_dir`` recorded (its model or dataset may be a
-    plugin's)."""
-    from tgraph.runs import RunDir
-
-    run = RunDir(run_dir)
-    for index, name in enumerate(run.read_config().get("imports") or []):
-        import_module(name, f"imports[{index}] of {run.layout.config}")
+def _import_recorded(*runs: RunDir) -> None:
+    """Import the modules each run recorded in its config (its model, dataset or protocol may
+    be a plugin's)."""
+    for run in runs:
+        for index, name in enumerate(run.read_config().get("imports") or []):
+            import_module(name, f"imports[{index}] of {run.layout.config}")
 
 
 def _configs(args: argparse.Namespace) -> int:
@@ -122,12 +124,23 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from tgraph.compare import compare
+    from tgraph.runs import RunDir
 
+    if not args.no_strata:  # stratifying rebuilds each group's split
+        _import_recorded(*RunDir.finished_below(args.runs_dir))
     result = compare(
-        args.runs_dir, args.out, args.metrics, args.baselines, allow_mixed=args.allow_mixed
+        args.runs_dir,
+        args.out,
+        args.metrics,
+        args.baselines,
+        allow_mixed=args.allow_mixed,
+        strata=not args.no_strata,
+        root=args.data_root,
+        n_boot=args.n_boot,
     )
     print(result["files"]["md"].read_text())
-    print("written: " + ", ".join(str(p) for p in [*result["files"].values(), *result["curves"]]))
+    written = [*result["files"].values(), *result["curves"], *result["strata_plots"]]
+    print("written: " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -135,6 +148,7 @@ def _analyse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tgraph.analysis import report
+    from tgraph.runs import RunDir
 
     if args.target == "dataset":
         options = report.parse_options(args.option)
@@ -145,7 +159,7 @@ def _analyse(args: argparse.Namespace) -> int:
         )
         print((out / "summary.md").read_text())
     else:
-        _import_recorded(args.run_dir)
+        _import_recorded(RunDir(args.run_dir))
         result = report.run_report(
             args.run_dir, args.out, n_boot=args.n_boot, metrics=args.metrics, root=args.data_root
         )
@@ -188,7 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
             "pip install 'tgraph[serve]'"
         ) from None
 
-    _import_recorded(args.run_dir)
+    _import_recorded(RunDir(args.run_dir))
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if args.host not in LOOPBACK and not token:
         raise UsageError(
@@ -316,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="leaderboard of run directories with paired significance tests",
         description="Collect every run directory below RUNS_DIR, group by (experiment, "
         "dataset) and write leaderboard.{md,csv,tex} (mean ± std over seeds; paired t-test "
-        "and Wilcoxon p-values of each model against the best baseline per metric) and "
-        "learning curves.",
+        "and Wilcoxon p-values of each model against the best baseline per metric), "
+        "learning curves and, unless --no-strata, the test metrics by stratum side by side.",
     )
     comp.add_argument("runs_dir", help="folder holding run directories (searched recursively)")
     comp.add_argument("--out", default=None, help="output folder (default: RUNS_DIR)")
@@ -331,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs of one model label with different configurations (fingerprints) become "
         "separate rows instead of an error",
     )
+    comp.add_argument(
+        "--no-strata",
+        action="store_true",
+        help="skip the stratified results (they rebuild each dataset's split, so read its data)",
+    )
+    comp.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    comp.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
     comp.set_defaults(handler=_compare)
 
     analyse = commands.add_parser(

@@ -261,10 +261,11 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def register(spec: DatasetSpec) -> None:
     """Add a dataset so that configs can name it (from a module the config ``imports``, or the
-    ``tgraph.datasets`` entry point group: :mod:`tgraph.plugins`). A name already taken by
-    another spec is a :class:`~tgraph.errors.ConfigError`: nothing is replaced."""
+    ``tgraph.datasets`` entry point group: :mod:`tgraph.plugins`). A name already taken by a
+    spec with another reader is a :class:`~tgraph.errors.ConfigError`: nothing is replaced but
+    the same definition run again (same reader module and name: a notebook cell re-run)."""
     taken = DATASETS.get(spec.name)
-    if taken is not None and taken != spec:
+    if taken is not None and _reader_name(taken) != _reader_name(spec):
         raise ConfigError(
             f"dataset name {spec.name!r} is already registered (reader {_reader_name(taken)}), "
             f"so the spec with reader {_reader_name(spec)} cannot take it",

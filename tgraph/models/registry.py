@@ -16,22 +16,26 @@ _MODELS: dict[str, type[Recommender]] = {}
 
 def register(name: str) -> Callable[[type[Recommender]], type[Recommender]]:
     """Class decorator: ``@register("lightgcn")``. Names are case-insensitive and unique: a
-    second class under a taken name is a :class:`~tgraph.errors.ConfigError`."""
+    second class under a taken name is a :class:`~tgraph.errors.ConfigError`, unless it is the
+    same definition run again (same module and class name: a notebook cell re-run, a reload)."""
 
     def wrap(cls: type[Recommender]) -> type[Recommender]:
         key = name.lower()
         taken = _MODELS.get(key)
-        if taken is not None and taken is not cls:
+        if taken is not None and _where(taken) != _where(cls):
             raise ConfigError(
-                f"model name {name!r} is already registered by "
-                f"{taken.__module__}.{taken.__qualname__}, so {cls.__module__}."
-                f"{cls.__qualname__} cannot take it",
+                f"model name {name!r} is already registered by {_where(taken)}, so "
+                f"{_where(cls)} cannot take it",
                 fix="register the new model under another name",
             )
         _MODELS[key] = cls
         return cls
 
     return wrap
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def get(name: str) -> type[Recommender]:
