@@ -202,7 +202,6 @@ def _serve(args: argparse.Namespace) -> int:
             "pip install 'tgraph[serve]'"
         ) from None
 
-    _import_recorded(RunDir(args.run_dir))
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if args.host not in LOOPBACK and not token:
         raise UsageError(
@@ -210,6 +209,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"(--token or ${TOKEN_ENV})"
         )
     log = args.log or RunDir(args.run_dir).layout.serve_log
+    _import_recorded(RunDir(args.run_dir))
     session = load(args.run_dir, root=args.data_root, log=log)
     print(
         f"serving {session.name} ({session.n_users} users, {session.n_items} items, "
