@@ -102,6 +102,13 @@ def test_failing_import_names_module_and_key(plugin_dir, source, message):
         load_config([], ["imports=[my_pop, plug_x]"])
 
 
+def test_imports_must_be_a_list_of_module_names(plugin_dir):
+    with pytest.raises(ConfigError, match=r"key 'imports': Input should be a valid list"):
+        load_config([], ["imports=my_pop"])
+    with pytest.raises(ConfigError, match=r"key 'imports\[0\]': Input should be a valid string"):
+        load_config([], ["imports=[3]"])
+
+
 def test_cli_import_failure_is_one_line_exit_2(plugin_dir, capsys):
     assert main(["run", "--config", "demo", "--dry-run", "--import", "plug_absent"]) == 2
     err = capsys.readouterr().err
