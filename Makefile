@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python experiments/run.py --config experiments/configs/demo.yaml
+	$(BIN)/python experiments/run.py --config demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check tgraph experiments tests
