@@ -115,7 +115,7 @@ def _one_configuration_per_row(runs: pd.DataFrame, allow_mixed: bool) -> pd.Data
 def seed_mean_per_query(paths: list[str], metrics: list[str]) -> pd.DataFrame:
     """Per-query ``metrics`` averaged over the runs in ``paths`` (one configuration's seeds;
     index: query; columns: user and the metrics); the runs must have ranked the same queries."""
-    tables = []
+    tables: list[pd.DataFrame] = []
     for path in paths:
         run = RunDir(path)
         if not run.layout.per_query.is_file():

@@ -14,6 +14,7 @@ import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -29,7 +30,7 @@ from tgraph.runs import CurveRecord  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-def _save(draw: Callable[[], object], path: Path) -> Path | None:
+def _save(draw: Callable[[], Any], path: Path) -> Path | None:
     """Run ``draw`` (returns Axes or an array of Axes) and save its figure as ``path``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -56,7 +57,7 @@ def plot_study(study: optuna.Study, out_dir: str | Path, target_name: str = "val
     multi = len(study.directions) > 1
     first = (lambda t: t.values[0]) if multi else None
     names = [target_name, "train seconds"] if multi else None
-    draws: dict[str, Callable[[], object]] = {
+    draws: dict[str, Callable[[], Any]] = {
         "history": lambda: ovm.plot_optimization_history(
             study, target=first, target_name=target_name
         ),

@@ -161,11 +161,14 @@ class Trainer:
         self.evals_since_decay = 0  # evaluations without improvement since the last lr decay
         self.elapsed_s = 0.0  # training + validation (+ refit) time, carried over on resume
         self.epoch = 0
-        self.optimizer = self._optimizer() if model.needs_training else None
+        # models fitted in closed form (needs_training False) have no optimizer and samples
+        self.optimizer: torch.optim.Optimizer | None = (
+            self._optimizer() if model.needs_training else None
+        )
         if cfg.refit and type(model).observe is Recommender.observe:
             model.observe(split.train)  # raises the model's error now, not after training
         self.sampler = self._sampler(split.train)
-        self._samples = None
+        self._samples: tuple[Queries, torch.Tensor] | None = None
         if model.needs_training:
             self._samples = self._training_samples(split.train, context_events(split, "train"))
 
@@ -189,6 +192,7 @@ class Trainer:
         )
         positives = torch.from_numpy(events["item"].to_numpy(np.int64).copy())
         if self.model.history_len and self.config.min_history > 0:
+            assert queries.hist_len is not None  # built with history_len > 0
             keep = queries.hist_len >= self.config.min_history
             log.info(
                 "training targets with history >= %d: %d of %d",
@@ -204,6 +208,7 @@ class Trainer:
         """One pass over the training events (or its first ``max_batches`` batches, for
         benchmarks); returns the mean batch loss."""
         cfg = self.config
+        assert self.optimizer is not None and self._samples is not None  # needs_training
         queries, positives = self._samples
         order = self.generator.permutation(len(positives))
         if max_batches is not None:
@@ -265,6 +270,7 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(self.history[-1])
             return self.history
+        assert self.optimizer is not None  # needs_training
         while self.epoch < cfg.epochs and self.bad_evals < cfg.patience and not self._out_of_time():
             record = self._timed_epoch()
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or self._out_of_time():
@@ -291,6 +297,8 @@ class Trainer:
         docstring); the records carry ``refit=True``."""
         if self.split.valid is None or self.best_epoch < 1:
             raise ValueError("refit needs a validation part and a selected epoch (train.refit)")
+        if self.rebuild is None:
+            raise ValueError("refit needs the model's recipe: pass rebuild= to the Trainer")
         train, valid = self.split.train, self.split.valid
         events = pd.concat([train.events, valid.events], ignore_index=True)
         combined = train.with_events(events.sort_values("timestamp", kind="stable"))
@@ -339,11 +347,14 @@ class Trainer:
         start = time.perf_counter()
         loss = self.train_epoch()
         self.epoch += 1
-        record = CurveRecord(epoch=self.epoch, loss=loss, train_s=time.perf_counter() - start)
-        self.elapsed_s += record.train_s
+        seconds = time.perf_counter() - start
+        record = CurveRecord(epoch=self.epoch, loss=loss, train_s=seconds)
+        self.elapsed_s += seconds
         return record
 
-    def evaluate(self, part: str = "test", metrics: tuple[str, ...] | None = None) -> EvalResult:
+    def evaluate(
+        self, part: str = "test", metrics: tuple[str, ...] | list[str] | None = None
+    ) -> EvalResult:
         """Rank ``part`` with the current weights (after :meth:`fit`: the best, or refitted)."""
         metrics = metrics or self.config.metrics
         evaluator = Evaluator(self.split, part, metrics, self.config.eval_batch_size)
@@ -363,6 +374,7 @@ class Trainer:
             self.bad_evals += 1
             self.evals_since_decay += 1
             if self.config.lr_decay < 1 and self.evals_since_decay >= self.config.lr_patience:
+                assert self.optimizer is not None  # only trained models are validated per epoch
                 self.evals_since_decay = 0
                 for group in self.optimizer.param_groups:
                     group["lr"] *= self.config.lr_decay
@@ -466,6 +478,7 @@ class Trainer:
         for key in changed:
             name = key.removeprefix("train.")
             if name in ("lr", "weight_decay"):
+                assert self.optimizer is not None  # resume needs_training only
                 for group in self.optimizer.param_groups:
                     group[name] = new[key]
             log.info("resume: %s %r -> %r", key, old.get(key), new.get(key))
