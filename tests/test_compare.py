@@ -135,7 +135,7 @@ def test_leaderboard_from_run_directories(runs):
 
 
 def test_compare_writes_tables_and_curves(runs, tmp_path):
-    result = compare(runs, tmp_path / "out", metrics=["acc@10", "mrr"])
+    result = compare(runs, tmp_path / "out", metrics=["acc@10", "mrr"], n_boot=200)
     files = result["files"]
     board = pd.read_csv(files["csv"])
     assert set(board["metric"]) == {"acc@10", "mrr"}
