@@ -10,6 +10,7 @@ import torch
 
 import tgraph.models as models
 from tests.models.helpers import make_interactions, random_split
+from tgraph.config import load_config
 from tgraph.data.geo import haversine
 from tgraph.data.paths import data_root
 from tgraph.errors import ConfigError
@@ -241,6 +242,9 @@ def test_tensorboard_needs_the_extra_and_a_run_directory(monkeypatch):
     message = str(error.value)
     assert message.startswith("key 'train.tensorboard': TensorBoard is not installed")
     assert "pip install 'tgraph[tensorboard]'" in message
+    # an experiment config fails at validation (before any data is read), keyed where written
+    with pytest.raises(ConfigError, match=r"^key 'models\[0\]\.train\.tensorboard': TensorBoard"):
+        load_config([], ["models=[{name: bprmf, train: {tensorboard: true}}]"])
 
 
 def test_one_log_line_per_epoch_when_progress_bars_are_off(caplog):
