@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -19,8 +20,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 #: rcParams applied to every analysis figure (paper-ready: readable fonts, light grid, 150 dpi)
-STYLE: dict[str, object] = {
+STYLE: dict[RcKeyType, Any] = {
     "figure.dpi": 100,
     "savefig.dpi": 150,
     "savefig.bbox": "tight",
@@ -45,8 +49,9 @@ def style() -> Iterator[None]:
 
 def new_figure(
     nrows: int = 1, ncols: int = 1, *, width: float = 6.0, height: float = 4.0, **subplots_kw
-) -> tuple[Figure, Axes | object]:
-    """Return ``(fig, axes)`` in the shared style; ``axes`` is an Axes or an array of Axes.
+) -> tuple[Figure, Any]:
+    """Return ``(fig, axes)`` in the shared style; ``axes`` is an Axes or an array of Axes
+    (typed ``Any``, as :func:`plt.subplots` is, so callers unpack or index it without casts).
 
     ``width``/``height`` are inches per panel; extra keywords go to :func:`plt.subplots`.
     """
