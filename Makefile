@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DGLBACKEND := pytorch
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint docs docs-build clean
 
 $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev,notebooks,postgres,serve]"
+	$(BIN)/pip install --quiet -c requirements/constraints.txt -e ".[dev,notebooks,postgres,serve,docs]"
 	$(BIN)/pip check
 	touch $(STAMP)
 
@@ -23,8 +23,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check tgraph experiments tests
 	$(BIN)/ruff format --check tgraph experiments tests
 
-test: lint
+# --strict: a broken link, a missing page or an unresolved API reference fails the build
+docs-build: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+docs: $(STAMP)
+	$(BIN)/mkdocs serve
+
+test: lint docs-build
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache
