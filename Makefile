@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(BIN)/python experiments/run.py --config experiments/configs/demo.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check tgraph experiments tests
-	$(BIN)/ruff format --check tgraph experiments tests
+	$(BIN)/ruff check tgraph experiments tests docs/hooks
+	$(BIN)/ruff format --check tgraph experiments tests docs/hooks
 
 # --strict: a broken link, a missing page or an unresolved API reference fails the build
 docs-build: $(STAMP)
