@@ -12,6 +12,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 GUIDES = ["guides/own-data.md", "guides/own-model.md"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", GUIDES)
 def test_guide_runs(page: str, tmp_path: Path) -> None:
     path = DOCS / page
