@@ -25,7 +25,7 @@ lint: $(STAMP)
 
 # --strict: a broken link, a missing page or an unresolved API reference fails the build
 docs-build: $(STAMP)
-	$(BIN)/mkdocs build --strict --site-dir site
+	$(BIN)/mkdocs build --strict
 
 docs: $(STAMP)
 	$(BIN)/mkdocs serve
