@@ -14,6 +14,7 @@ The convention (docs pages that are executed by the tests):
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -30,6 +31,13 @@ _TITLE = re.compile(r"""title=(?:"(?P<dq>[^"]*)"|'(?P<sq>[^']*)')""")
 # The project root, so a subprocess imports the same tgraph as the tests.
 _PROJECT = Path(tgraph.__file__).resolve().parents[1]
 CLI_TIMEOUT_S = 600
+# What a page registers in this process (a model, a dataset, a protocol) is removed afterwards,
+# so that two pages, or a page and a test, may use the same name.
+_REGISTRIES = (
+    ("tgraph.models.registry", "_MODELS"),
+    ("tgraph.data.registry", "DATASETS"),
+    ("tgraph.data.protocols", "PROTOCOLS"),
+)
 
 
 @dataclass(frozen=True)
@@ -110,12 +118,15 @@ def run_page(page: Path, folder: Path) -> dict[str, object]:
     commands in order. Returns the namespace the python blocks shared.
 
     Python blocks run in this process (cwd and ``sys.path`` set to ``folder`` for the call):
-    modules imported from ``folder`` are removed from ``sys.modules`` afterwards so two pages
-    may both write a ``my_models.py``.
+    afterwards the modules imported from ``folder`` leave ``sys.modules`` and the model,
+    dataset and protocol registries are restored, so two pages may both write a
+    ``my_models.py`` registering the same name.
     """
     namespace: dict[str, object] = {"__name__": "__guide__"}
     cwd = Path.cwd()
     modules_before = set(sys.modules)
+    registries = [getattr(importlib.import_module(m), name) for m, name in _REGISTRIES]
+    saved = [dict(registry) for registry in registries]
     sys.path.insert(0, str(folder))
     os.chdir(folder)
     try:
@@ -140,6 +151,9 @@ def run_page(page: Path, folder: Path) -> dict[str, object]:
             origin = getattr(sys.modules[name], "__file__", None) or ""
             if origin.startswith(str(folder)):
                 del sys.modules[name]
+        for registry, before in zip(registries, saved, strict=True):
+            registry.clear()
+            registry.update(before)
     return namespace
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.runner import Block, GuideError, cli_commands, guide_env, parse_blocks, run_page
+from tgraph.models.registry import list_models
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sample_guide.md"
 
@@ -29,7 +30,7 @@ def test_parse_blocks_reads_language_title_text_and_line() -> None:
     ]
     assert blocks[0].text == "user,item\n1,7\n2,8\n"
     assert blocks[0].line == 5
-    assert blocks[6].line == 55
+    assert blocks[6].line == 58
     assert blocks[6].text.startswith("import json\nfrom pathlib import Path\n\nassert step == 2\n")
     assert blocks[7].text == '```python\nraise SystemExit("never run")\n```\n'
 
@@ -78,6 +79,7 @@ def test_run_page_follows_the_fixture(tmp_path: Path) -> None:
     assert set(namespace["test"]) == {"acc@10"}
     assert not (tmp_path / "made_by_touch").exists()
     assert "helper_mod" not in sys.modules
+    assert "guide_pop" not in list_models()  # registered by the page, removed afterwards
 
 
 def test_failing_cli_command_names_page_line_and_command(tmp_path: Path) -> None:
