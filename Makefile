@@ -23,12 +23,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check tgraph experiments tests docs/hooks
 	$(BIN)/ruff format --check tgraph experiments tests docs/hooks
 
-# --strict: a broken link, a missing page or an unresolved API reference fails the build
+# --strict: a broken link, a missing page or an unresolved API reference fails the build.
+# NO_MKDOCS_2_WARNING: Material's banner about MkDocs 2 on every build (advice, not a problem).
 docs-build: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs: $(STAMP)
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 test: lint docs-build
 	$(BIN)/python -m pytest -q
