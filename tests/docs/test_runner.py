@@ -63,6 +63,7 @@ def test_guide_env_puts_the_folder_first_and_keeps_the_data_root(
     assert env["TGRAPH_DATA"] == "/some/data"
 
 
+@pytest.mark.slow  # runs `tgraph run` in a subprocess
 def test_run_page_follows_the_fixture(tmp_path: Path) -> None:
     """Titled blocks become files, python blocks share one namespace and run in order in the
     folder (the second sees the first's variable and the module written by a titled block), the
