@@ -25,7 +25,8 @@ from tgraph.compare import (
 )
 from tgraph.config import DatasetConfig, load_config, validate_model
 from tgraph.errors import CompareError
-from tgraph.experiment import prepare_split, run_experiment
+from tgraph.data.protocols import prepare_split
+from tgraph.experiment import run_experiment
 from tgraph.runs import CurveRecord, RunDir
 from tgraph.study_plots import curve_band, plot_curves
 

@@ -362,7 +362,7 @@ def _group_split(group: pd.DataFrame, root: str | Path | None) -> Any:
     """The split the runs of ``group`` were evaluated on, rebuilt from their ``dataset``
     configuration and checked against the data summary of their fingerprints."""
     from tgraph.config import DatasetConfig, validate_model
-    from tgraph.experiment import prepare_split
+    from tgraph.data.protocols import prepare_split
 
     runs = [RunDir(path) for path in group["path"]]
     first = runs[0].read_config()["dataset"]
