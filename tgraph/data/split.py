@@ -13,6 +13,7 @@ this module keeps the :class:`Split` type, its targets tables and the invariants
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,16 @@ import numpy as np
 import pandas as pd
 
 from tgraph.data.interactions import Interactions
+from tgraph.data.preprocess import from_items_table, item_codes, item_coordinates
 from tgraph.errors import DataError, LeakageError
 
 TARGET_COLUMNS = ("query", "user", "item", "timestamp")
 EVENT_KEY = ("user", "item", "timestamp")
 #: values of :attr:`Split.time_order`
 TIME_ORDERS = ("global", "per_user", None)
+#: item attributes events carry: coordinates (per-item median) and codes (most frequent)
+COORDINATE_ATTRIBUTES = ("lat", "lon")
+CODE_ATTRIBUTES = ("category", "region")
 
 
 def empty_targets() -> pd.DataFrame:
@@ -136,7 +141,11 @@ class Split:
         chunks = np.split(pairs["item"].to_numpy(), starts[1:])
         return {int(users[s]): chunk for s, chunk in zip(starts, chunks, strict=False)}
 
-    def check_no_leakage(self) -> dict[str, Any]:
+    def check_no_leakage(
+        self,
+        item_features: Mapping[str, np.ndarray] | None = None,
+        edge_times: Mapping[str, np.ndarray] | None = None,
+    ) -> dict[str, Any]:
         """Raise :class:`LeakageError` unless the split is clean; return what was checked.
 
         Checks: (1) no validation/test event ``(user, item, timestamp // time_resolution)`` is
@@ -144,7 +153,17 @@ class Split:
         event of its part; (3) ``time_order == "global"``: every training event is strictly
         earlier than every validation/test event and target; ``"per_user"``: no training event
         of a user is later than that user's targets; (4) ``require_seen``: every target's user
-        and item occur in training.
+        and item occur in training; (5) item attributes the events carry (``lat``, ``lon``,
+        ``category``, ``region``) that sit in the items table without being declared static
+        (``meta["static_item_columns"]``) equal what the training events give (median
+        position, most frequent code; unknown for items without training events).
+
+        Features a model or graph uses are checked when given: ``item_features`` maps
+        ``"latlon"`` (``n_items x 2``), ``"lat"``, ``"lon"``, ``"category"`` or ``"region"``
+        to per-item values, which must equal :func:`~tgraph.data.preprocess.item_coordinates`
+        / :func:`~tgraph.data.preprocess.item_codes` of ``train`` (NaN and -1 for unknown);
+        ``edge_times`` maps a relation name to its edges' timestamps, each of which must be a
+        training event's (see :func:`tgraph.graph.training.check_graph_leakage`).
         """
         checked: dict[str, Any] = {}
         train = self.train.events
@@ -185,6 +204,94 @@ class Split:
                 self._check_seen(name, targets)
         checked["time_order"] = self.time_order
         checked["require_seen"] = self.require_seen
+        checked["items_table_attributes"] = self._check_items_table()
+        if item_features:
+            checked["item_features"] = self._check_item_features(item_features)
+        if edge_times:
+            checked["edge_times"] = self._check_edge_times(edge_times)
+        return checked
+
+    def _training_attribute(self, name: str) -> np.ndarray:
+        """Per-item value of attribute ``name`` a model may use (:meth:`check_no_leakage`, (5))."""
+        if name in ("latlon", *COORDINATE_ATTRIBUTES):
+            lat, lon = item_coordinates(self.train)
+            return {"lat": lat, "lon": lon, "latlon": np.stack([lat, lon], axis=1)}[name]
+        codes = item_codes(self.train, name) if name in CODE_ATTRIBUTES else None
+        if codes is None:
+            raise DataError(
+                f"no training attribute {name!r} to check a feature against",
+                source=self.protocol,
+                column=name,
+                fix="check item features among 'latlon', 'lat', 'lon', 'category', 'region' "
+                "that the training part carries",
+            )
+        return codes
+
+    def _mismatch(self, what: str, name: str, actual: np.ndarray, expected: np.ndarray) -> None:
+        actual = np.asarray(actual, dtype=float)
+        expected = np.asarray(expected, dtype=float)
+        if actual.shape != expected.shape:
+            raise LeakageError(
+                f"{what} {name!r} has shape {actual.shape}, the training part gives "
+                f"{expected.shape}",
+                source=self.protocol,
+                column=name,
+                fix="one row per item code of the split",
+            )
+        same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
+        differs = ~same.reshape(len(same), -1).all(axis=1)
+        if differs.any():
+            item = int(np.flatnonzero(differs)[0])
+            raw = self.train.items["raw_id"].iloc[item]
+            raise LeakageError(
+                f"{what} {name!r} differs from the training events' value for "
+                f"{int(differs.sum())} item(s), first item {raw!r} (code {item}): "
+                f"{actual[item].tolist()} vs {expected[item].tolist()} from training; it was "
+                "derived from validation/test events",
+                source=self.protocol,
+                column=name,
+                row=item,
+                fix="derive item attributes from split.train (tgraph.data.preprocess."
+                "item_coordinates / item_codes), or declare an item table read from a static "
+                "file in meta['static_item_columns']",
+            )
+
+    def _check_items_table(self) -> list[str]:
+        items = self.train.items
+        checked = []
+        for name in (*COORDINATE_ATTRIBUTES, *CODE_ATTRIBUTES):
+            if name not in items.columns or from_items_table(self.train, name):
+                continue
+            if name in CODE_ATTRIBUTES:
+                values = pd.to_numeric(items[name], errors="coerce").to_numpy(dtype=float)
+                actual = np.where(np.isfinite(values) & (values >= 0), values, -1)
+            else:
+                actual = items[name].to_numpy(dtype=float)
+            self._mismatch("items column", name, actual, self._training_attribute(name))
+            checked.append(name)
+        return checked
+
+    def _check_item_features(self, features: Mapping[str, np.ndarray]) -> list[str]:
+        for name, values in features.items():
+            self._mismatch("item feature", name, values, self._training_attribute(name))
+        return sorted(features)
+
+    def _check_edge_times(self, edge_times: Mapping[str, np.ndarray]) -> dict[str, int]:
+        train_times = np.unique(self.train.events["timestamp"].to_numpy())
+        checked = {}
+        for relation, times in edge_times.items():
+            times = np.asarray(times, dtype=np.int64)
+            foreign = ~np.isin(times, train_times)
+            if foreign.any():
+                raise LeakageError(
+                    f"{int(foreign.sum())} edge(s) of relation {relation!r} carry a time that "
+                    f"is no training event's, first t={int(times[foreign][0])}",
+                    source=self.protocol,
+                    column="timestamp",
+                    row=int(np.flatnonzero(foreign)[0]),
+                    fix="build the graph from split.train only",
+                )
+            checked[relation] = len(times)
         return checked
 
     def _check_time(self, name: str, events: pd.DataFrame, targets: pd.DataFrame) -> None:

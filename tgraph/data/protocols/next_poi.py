@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from tgraph.data.interactions import Interactions
+from tgraph.data.preprocess import static_item_columns
 from tgraph.data.protocols.builders import (
     check_ratios,
     drop_unseen,
@@ -132,6 +133,9 @@ def getnext_nyc(root: Path) -> Split:
     """
     folder = data_folder(root, NYC_FOLDER)
     stan = read_stan_nyc(folder)
+    # the catalogue is the POI file: its coordinates are static, not derived from check-ins
+    static = sorted(static_item_columns(stan) | {"lat", "lon"})
+    stan = stan.with_events(stan.events, meta={**stan.meta, "static_item_columns": static})
     report: dict[str, Any] = {"stan_rows": len(stan)}
     key = list(EVENT_KEY)
     events = stan.events.drop_duplicates(key).reset_index(drop=True)
