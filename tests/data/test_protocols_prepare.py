@@ -153,15 +153,24 @@ def test_register_protocol(loads_table):
         )
         split = prepare_split(dataset)
         assert (len(split.train), len(split.test)) == (11, 5)
-        with pytest.raises(ConfigError, match="'test_every_other' is already registered"):
-            register_protocol("test_every_other", every_other)
-        with pytest.raises(ConfigError, match="already registered"):
+        register_protocol("test_every_other", every_other)  # the same definition again
+
+        def every_other_too(inter: Interactions, cut: int):
+            return every_other(inter, cut)
+
+        with pytest.raises(ConfigError, match="'test_every_other' is already registered by"):
+            register_protocol("test_every_other", every_other_too)
+        with pytest.raises(ConfigError, match="already registered by .*kind 'root'"):
             register_protocol("lightgcn", every_other, kind="root")
+        with pytest.raises(ConfigError, match="kind 'interactions'.*kind 'root'"):
+            register_protocol("test_every_other", every_other, kind="root")
     finally:
         PROTOCOLS.pop("test_every_other")
     with pytest.raises(ConfigError, match="unknown kind 'table'"):
         register_protocol("test_bad_kind", every_other, kind="table")
     assert "test_bad_kind" not in PROTOCOLS
+    with pytest.raises(ConfigError, match=r"key 'dataset.protocol': unknown protocol 'nope'"):
+        prepare_split(validate_model(DatasetConfig, {"protocol": "nope"}, "dataset"))
 
 
 def test_preparing_a_split_imports_nothing_above_the_data_layer():

@@ -19,15 +19,15 @@ from tgraph.config import DatasetConfig
 from tgraph.data import preprocess, registry
 from tgraph.data.interactions import Interactions
 from tgraph.data.paths import data_root
-from tgraph.data.protocols.presets import PROTOCOLS
+from tgraph.data.protocols.presets import get_protocol
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError
 
 
 def prepare_split(config: DatasetConfig, root: str | Path | None = None) -> Split:
     """Load, clean (deduplicate, k-core; counts in ``split.report``) and split the configured
-    dataset (its protocol name was checked by :func:`~tgraph.config.validate_config`)."""
-    protocol = PROTOCOLS[config.protocol]
+    dataset with its protocol (:func:`~tgraph.data.protocols.presets.get_protocol`)."""
+    protocol = get_protocol(config.protocol)
     kcore = config.kcore
     if protocol.kind == "root":
         if kcore is not None and kcore.scope == "all":

@@ -39,17 +39,36 @@ def register_protocol(
 ) -> None:
     """Make ``build`` the protocol ``name`` of configs (``dataset.protocol: name``).
 
-    A name already taken raises :class:`ConfigError` (no silent replacement)."""
-    if name in PROTOCOLS:
-        raise ConfigError(
-            f"protocol {name!r} is already registered (by {PROTOCOLS[name].build.__module__})",
-            key="dataset.protocol",
-            fix="register it under another name",
-        )
+    A name already taken by another builder raises :class:`ConfigError` (no silent
+    replacement); the same definition run again (same module, name and kind: a re-imported
+    module, a notebook cell re-run) replaces itself."""
     if kind not in KINDS:
         raise ConfigError(
             f"protocol {name!r}: unknown kind {kind!r}", fix=f"use one of {list(KINDS)}"
         )
     if not callable(build):
         raise ConfigError(f"protocol {name!r}: the builder {build!r} is not callable")
+    taken = PROTOCOLS.get(name)
+    if taken is not None and (_where(taken.build), taken.kind) != (_where(build), kind):
+        raise ConfigError(
+            f"protocol {name!r} is already registered by {_where(taken.build)} "
+            f"(kind {taken.kind!r}), so {_where(build)} (kind {kind!r}) cannot take it",
+            key="dataset.protocol",
+            fix="register the new protocol under another name",
+        )
     PROTOCOLS[name] = Protocol(kind, build)
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol registered as ``name`` (:class:`ConfigError` naming the known ones)."""
+    if name not in PROTOCOLS:
+        raise ConfigError(
+            f"unknown protocol {name!r}",
+            key="dataset.protocol",
+            fix=f"use one of {sorted(PROTOCOLS)}, or register yours (register_protocol)",
+        )
+    return PROTOCOLS[name]
+
+
+def _where(build: Callable[..., Split]) -> str:
+    return f"{build.__module__}.{getattr(build, '__qualname__', repr(build))}"
