@@ -9,7 +9,7 @@ import pytest
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import item_codes, item_coordinates
 from tgraph.data.protocols import chronological_split
-from tgraph.errors import LeakageError
+from tgraph.errors import DataError, LeakageError
 from tgraph.graph import build_graph, check_graph_leakage, training_heterograph
 
 #: user, item, t, lat, lon, category. POI p sits at (0, 0) in train and at (1, 1) in test
@@ -94,3 +94,10 @@ def test_a_declared_static_poi_table_is_used_as_it_is():
     assert lat.tolist() == [0.0, 5.0, 9.0]
     graph = build_graph(split.train, {"locations": False, "near_k": 0})
     assert check_graph_leakage(split, graph)["item_features"] == ["category", "latlon"]
+
+
+def test_feature_checks_need_one_row_per_item_and_a_known_attribute(split):
+    with pytest.raises(LeakageError, match=r"'latlon' has shape \(2, 2\).*\(3, 2\)"):
+        split.check_no_leakage(item_features={"latlon": np.zeros((2, 2))})
+    with pytest.raises(DataError, match="no training attribute 'popularity'"):
+        split.check_no_leakage(item_features={"popularity": np.zeros(3)})
