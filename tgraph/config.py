@@ -138,10 +138,14 @@ def validate_model(cls: type[M], data: Any, key: str = "") -> M:
 
 class KCore(StrictModel):
     """Thresholds of :func:`tgraph.data.preprocess.kcore`: keep events whose user has at least
-    ``user_k`` and whose item at least ``item_k`` events."""
+    ``user_k`` and whose item at least ``item_k`` events. ``scope``: ``train`` computes the
+    filter on the training part (validation/test events of removed users and items are
+    dropped, with counts); ``all`` filters the whole table before splitting, so future events
+    decide what is kept (a protocol choice of some papers)."""
 
     user_k: NonNegativeInt = 10
     item_k: NonNegativeInt = 10
+    scope: Literal["train", "all"] = "train"
 
 
 class DatasetConfig(StrictModel):
@@ -153,7 +157,7 @@ class DatasetConfig(StrictModel):
     protocol_options: dict[str, Any] = Field(default_factory=dict)
     #: drop exact duplicate events before splitting (reported)
     deduplicate: bool = True
-    #: k-core filter before splitting, or null
+    #: k-core filter (of the training part by default, see :class:`KCore`), or null
     kcore: KCore | None = None
 
 

@@ -7,17 +7,15 @@ import pandas as pd
 import pytest
 
 from tgraph.data.interactions import Interactions
-from tgraph.data.split import (
-    LeakageError,
-    Split,
+from tgraph.data.protocols import (
     chronological_split,
     drop_unseen,
-    event_targets,
     last_of_trajectory,
     leave_last_out,
     trajectories,
 )
-from tgraph.errors import DataError
+from tgraph.data.split import Split, event_targets
+from tgraph.errors import DataError, LeakageError
 
 H = 3600
 

@@ -169,9 +169,8 @@ def test_unknown_trainer_option_raises():
 
 
 def test_real_data_nyc_markov_and_movielens_bprmf_beat_popularity(root):
-    from tgraph.data.protocols import getnext_nyc
+    from tgraph.data.protocols import getnext_nyc, leave_last_out
     from tgraph.data.readers.movielens import read_movielens_100k
-    from tgraph.data.split import leave_last_out
 
     nyc = getnext_nyc(root)
     metrics = ["acc@1", "acc@10", "mrr"]
