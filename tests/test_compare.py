@@ -24,8 +24,8 @@ from tgraph.compare import (
     to_markdown,
 )
 from tgraph.config import DatasetConfig, load_config, validate_model
-from tgraph.errors import CompareError
 from tgraph.data.protocols import prepare_split
+from tgraph.errors import CompareError
 from tgraph.experiment import run_experiment
 from tgraph.runs import CurveRecord, RunDir
 from tgraph.study_plots import curve_band, plot_curves

@@ -13,7 +13,7 @@ this module keeps the :class:`Split` type, its targets tables and the invariants
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,7 +178,7 @@ class Split:
                 row = int(np.flatnonzero(shared)[0])
                 raise LeakageError(
                     f"{int(shared.sum())} {name} event(s) are also training events, first "
-                    f"{inter.events.loc[row, list(EVENT_KEY)].to_dict()}",
+                    f"{inter.events.loc[row, event_key(inter.events)].to_dict()}",
                     source=self.protocol,
                     row=row,
                     fix="build train from events strictly outside the validation/test periods",
@@ -190,7 +190,11 @@ class Split:
                         "some test events are also validation events", source=self.protocol
                     )
             targets = self.targets(name)
-            missing = ~np.isin(_event_keys(targets, self.time_resolution), keys)
+            common = [c for c in event_key(inter.events) if c in targets.columns]
+            missing = ~np.isin(
+                _event_keys(targets, self.time_resolution, common),
+                _event_keys(inter.events, self.time_resolution, common),
+            )
             if missing.any():
                 raise LeakageError(
                     f"{int(missing.sum())} {name} target(s) are not {name} events",
@@ -348,16 +352,29 @@ class Split:
         }
 
 
-def _event_keys(frame: pd.DataFrame, resolution: int) -> np.ndarray:
-    """One int64 key per ``(user, item, timestamp // resolution)`` row (exact, no hashing)."""
-    keys = frame[list(EVENT_KEY)].to_numpy(dtype=np.int64).copy()
+def event_key(frame: pd.DataFrame) -> list[str]:
+    """Columns that identify an event of ``frame``: :data:`EVENT_KEY`, plus ``subsecond`` when
+    the events keep a finer time (two events 800 ms apart are two events)."""
+    return [*EVENT_KEY, "subsecond"] if "subsecond" in frame.columns else list(EVENT_KEY)
+
+
+def _event_keys(
+    frame: pd.DataFrame, resolution: int, columns: Sequence[str] | None = None
+) -> np.ndarray:
+    """One exact key (no hashing) per row: ``(user, item, timestamp // resolution)`` and, at
+    whole-second resolution, ``subsecond`` when ``columns`` (default :func:`event_key`) has it."""
+    columns = list(columns or event_key(frame))
+    if resolution != 1 and "subsecond" in columns:
+        columns.remove("subsecond")  # coarser than a second: the rest below it cannot matter
+    keys = frame[columns].to_numpy(dtype=np.int64).copy()
     keys[:, 2] //= resolution
-    return keys.view([("", np.int64)] * 3).ravel()
+    return keys.view([("", np.int64)] * len(columns)).ravel()
 
 
 def event_targets(events: pd.DataFrame, query: str = "event") -> pd.DataFrame:
     """Targets from events: one query per event (``"event"``) or per user (``"user"``)."""
-    targets = events[list(EVENT_KEY)].reset_index(drop=True)
+    key = event_key(events)
+    targets = events[key].reset_index(drop=True)
     if query == "event":
         ids = np.arange(len(targets), dtype=np.int64)
     elif query == "user":
@@ -366,4 +383,4 @@ def event_targets(events: pd.DataFrame, query: str = "event") -> pd.DataFrame:
         raise DataError(
             f"unknown query kind {query!r}", column="query", fix="use 'event' or 'user'"
         )
-    return targets.assign(query=ids)[list(TARGET_COLUMNS)]
+    return targets.assign(query=ids)[[*TARGET_COLUMNS, *key[len(EVENT_KEY) :]]]

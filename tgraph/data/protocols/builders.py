@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tgraph.data.interactions import Interactions
-from tgraph.data.split import EVENT_KEY, Split, empty_targets, event_targets
+from tgraph.data.split import Split, empty_targets, event_key, event_targets
 from tgraph.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -24,16 +24,15 @@ logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------------- helpers
 def require_no_duplicates(inter: Interactions) -> None:
-    duplicated = inter.events.duplicated(list(EVENT_KEY)).to_numpy()
+    duplicated = inter.events.duplicated(event_key(inter.events)).to_numpy()
     if duplicated.any():
         row = int(np.flatnonzero(duplicated)[0])
         raise DataError(
-            f"{int(duplicated.sum())} exact duplicate event(s) (same user, item and timestamp)",
+            f"{int(duplicated.sum())} exact duplicate event(s) (same user, item and time)",
             source=inter.source,
             column="timestamp",
             row=row,
-            fix="drop exact duplicates before splitting "
-            "(inter.with_events(inter.events.drop_duplicates(['user', 'item', 'timestamp'])))",
+            fix="drop exact duplicates before splitting (tgraph.data.preprocess.deduplicate)",
         )
 
 
@@ -242,7 +241,7 @@ def last_of_trajectory(events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, in
     sizes = events.groupby("trajectory", sort=False)["user"].transform("size").to_numpy()
     last = ~events.duplicated("trajectory", keep="last").to_numpy()
     chosen = events[last & (sizes >= 2)]
-    targets = chosen[[*EVENT_KEY, "trajectory"]].reset_index(drop=True)
+    targets = chosen[[*event_key(chosen), "trajectory"]].reset_index(drop=True)
     targets.insert(0, "query", np.arange(len(targets), dtype=np.int64))
     report = {
         "trajectories": int(last.sum()),

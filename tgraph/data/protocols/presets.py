@@ -61,6 +61,9 @@ def register_protocol(
 
 def get_protocol(name: str) -> Protocol:
     """The protocol registered as ``name`` (:class:`ConfigError` naming the known ones)."""
+    from tgraph.plugins import load_entry_points  # installed protocols register on first use
+
+    load_entry_points()
     if name not in PROTOCOLS:
         raise ConfigError(
             f"unknown protocol {name!r}",
