@@ -2,7 +2,7 @@
 
 The same as ``tgraph run``. Example::
 
-    python experiments/run.py --config experiments/configs/demo.yaml seeds=[0,1,2]
+    python experiments/run.py --config demo seeds=[0,1,2]
 
 Writes ``runs/<experiment>/<dataset>/<model>/seed<k>/`` and prints mean ± std over seeds.
 """

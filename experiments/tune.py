@@ -2,7 +2,7 @@
 
 The same as ``tgraph tune`` (``--help`` lists every option). Example::
 
-    python experiments/tune.py --config experiments/configs/studies/bprmf_movielens100k.yaml
+    python experiments/tune.py --config studies/bprmf_movielens100k
 
 Writes ``runs/<experiment>/<dataset>/study-<study name>/``: study.db, trials.csv, best.yaml,
 plots/*.png, retrain/ (top configurations with fresh seeds), retrain.md and selected.yaml.

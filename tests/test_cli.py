@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -181,3 +182,19 @@ def test_dry_run_prints_every_resolved_run_and_writes_nothing(tmp_path, capsys):
     first = documents[0]
     assert first["train"]["lr"] == 0.01 and first["model"]["config"]["embedding_dim"] == 8
     assert not (tmp_path / "runs").exists()
+
+
+def test_shipped_configs_by_name(capsys):
+    """``tgraph configs`` lists every shipped config with its first-line description, and a
+    bare name given to --config is that shipped file."""
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^demo +The demo: six models on synthetic check-ins", out, re.M)
+    assert re.search(r"^studies/bprmf_movielens100k +Study: BPR-MF on MovieLens-100K", out, re.M)
+    assert main(["run", "--config", "demo", "--dry-run", "seeds=[3]"]) == 0
+    out = capsys.readouterr().out
+    assert "# pop seed 3 -> runs/demo/synthetic/pop/seed3" in out
+    assert main(["run", "--config", "dmo", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "config file dmo not found, and no shipped config is called 'dmo'" in err
+    assert "'demo', 'lightgcn_gowalla'" in err

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import configparser
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tgraph import cli, models
-from tgraph.config import ConfigError, load_config, parse_override, read_layers, validate_config
+from tgraph.config import (
+    ConfigError,
+    config_summary,
+    load_config,
+    parse_override,
+    read_layers,
+    shipped_configs,
+    validate_config,
+)
 from tgraph.data import registry
 from tgraph.errors import DatasetNotFoundError
 from tgraph.train.config import TrainConfig
@@ -202,12 +211,25 @@ def test_a_typo_in_the_third_model_stops_the_run_before_any_data_is_loaded(
 def test_every_shipped_config_validates():
     """The experiment configs and the studies' experiment part (their ``study`` section is
     tgraph.tune's) pass the whole validation, model entries included."""
-    shipped = sorted((Path(__file__).parents[1] / "experiments" / "configs").rglob("*.yaml"))
-    assert len(shipped) >= 6
-    for path in shipped:
+    shipped = shipped_configs()
+    assert {"demo", "nyc_getnext", "studies/bprmf_movielens100k"} <= set(shipped)
+    for path in shipped.values():
         merged = read_layers([path])
         merged.pop("study", None)
         config = validate_config(merged)
         for entry in config.models:
             config.hyperparameters(entry)
             config.train_config(entry)
+
+
+def test_shipped_configs_are_described_and_packaged():
+    """Each shipped config starts with a one-line ``# description`` (``tgraph configs``), and
+    setup.cfg's package_data ships it."""
+    parser = configparser.ConfigParser()
+    parser.read(Path(__file__).parents[1] / "setup.cfg")
+    globs = parser["options.package_data"]["tgraph"].split()
+    package = Path(__file__).parents[1] / "tgraph"
+    for name, path in shipped_configs().items():
+        summary = config_summary(path)
+        assert 20 < len(summary) <= 98 and "\n" not in summary, name
+        assert any(path.relative_to(package).match(glob) for glob in globs), name

@@ -1,15 +1,24 @@
-"""The ``tgraph`` command: ``tgraph run``, ``tune``, ``compare``, ``analyse``,
+"""The ``tgraph`` command: ``tgraph run``, ``tune``, ``compare``, ``analyse``, ``configs``,
 ``data list|describe|download``, ``serve``.
 
 A user error (configuration, data, a run directory or study tgraph refuses to touch) is printed
 as one line, without a traceback unless ``--debug`` is given; the exit code is 2 for usage and
 configuration errors, 1 for runtime failures and 0 for success.
 
+``--config`` takes a YAML file or the name of a config shipped with tgraph (``tgraph configs``
+lists them). ``--import MODULE`` (repeatable) imports a module that registers models, datasets
+or protocols before anything is validated, like the config key ``imports`` (see
+:mod:`tgraph.plugins`); ``run`` and ``tune`` record it in the config's ``imports``, and
+``analyse run`` and ``serve`` import the modules a run recorded. Modules are searched on
+``sys.path``, then in the current directory.
+
 Examples::
 
-    tgraph run --config experiments/configs/demo.yaml seeds=[0,1,2] train.lr=0.01
-    tgraph run --config experiments/configs/demo.yaml --dry-run     # resolved runs, no training
-    tgraph tune --config experiments/configs/studies/bprmf_movielens100k.yaml --n-trials 20
+    tgraph configs
+    tgraph run --config demo seeds=[0,1,2] train.lr=0.01
+    tgraph run --config demo --dry-run     # resolved runs, no training
+    tgraph run --config my_experiment.yaml --import my_models
+    tgraph tune --config studies/bprmf_movielens100k --n-trials 20
     tgraph tune --config STUDY.yaml --storage journal:runs/study.journal --search-only  # x N
     tgraph compare runs/demo
     tgraph analyse dataset foursquare_nyc --regions 30
@@ -26,11 +35,54 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+from typing import TYPE_CHECKING
 
 from tgraph.errors import TgraphError
+from tgraph.plugins import import_module
+
+if TYPE_CHECKING:  # the commands import what they need when they run
+    from tgraph.runs import RunDir
 
 _DEBUG_HELP = "show the traceback of an error (default: one line)"
+_CONFIG_HELP = "YAML file, or the name of a shipped config (see 'tgraph configs'); repeatable"
+
+
+def _record_imports(files: list[str], overrides: list[str], imports: list[str]) -> list[str]:
+    """``overrides`` plus one that appends the ``--import`` modules to the config's ``imports``
+    (so the run records them for ``analyse run`` and ``serve``)."""
+    from tgraph.config import read_layers
+
+    if not imports:
+        return list(overrides)
+    written = read_layers(files, overrides).get("imports") or []
+    if not isinstance(written, list):  # left to the validation to report
+        return list(overrides)
+    merged = [*written, *(name for name in imports if name not in written)]
+    return [*overrides, f"imports={json.dumps(merged)}"]
+
+
+def _import_recorded(*runs: RunDir) -> None:
+    """Import the modules each run recorded in its config (its model, dataset or protocol may
+    be a plugin's)."""
+    for run in runs:
+        for index, name in enumerate(run.read_config().get("imports") or []):
+            import_module(name, f"imports[{index}] of {run.layout.config}")
+
+
+def _configs(args: argparse.Namespace) -> int:
+    from tgraph.config import config_summary, shipped_configs
+
+    shipped = shipped_configs()
+    width = max(map(len, shipped))
+    for name, path in shipped.items():
+        print(f"{name:{width}s}  {config_summary(path)}")
+    print(
+        f"\nrun one with 'tgraph run --config NAME' (studies: 'tgraph tune'); files in "
+        f"{next(iter(shipped.values())).parent}"
+    )
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -39,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     from tgraph.config import load_config
     from tgraph.experiment import markdown_table, plan, run_experiment
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, _record_imports(args.config, args.overrides, args.imports))
     if args.dry_run:
         for run in plan(config):
             print(f"# {run.label} seed {run.seed} -> {run.path}")
@@ -55,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from tgraph.tune import finish_study, load_study, run_study
 
-    overrides = list(args.overrides)
+    overrides = _record_imports(args.config, args.overrides, args.imports)
     if args.n_trials is not None:
         overrides.append(f"study.n_trials={args.n_trials}")
     study_def = load_study(args.config, overrides)
@@ -72,12 +124,23 @@ def _tune(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from tgraph.compare import compare
+    from tgraph.runs import RunDir
 
+    if not args.no_strata:  # stratifying rebuilds each group's split
+        _import_recorded(*RunDir.finished_below(args.runs_dir))
     result = compare(
-        args.runs_dir, args.out, args.metrics, args.baselines, allow_mixed=args.allow_mixed
+        args.runs_dir,
+        args.out,
+        args.metrics,
+        args.baselines,
+        allow_mixed=args.allow_mixed,
+        strata=not args.no_strata,
+        root=args.data_root,
+        n_boot=args.n_boot,
     )
     print(result["files"]["md"].read_text())
-    print("written: " + ", ".join(str(p) for p in [*result["files"].values(), *result["curves"]]))
+    written = [*result["files"].values(), *result["curves"], *result["strata_plots"]]
+    print("written: " + ", ".join(str(p) for p in written))
     return 0
 
 
@@ -85,6 +148,7 @@ def _analyse(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from tgraph.analysis import report
+    from tgraph.runs import RunDir
 
     if args.target == "dataset":
         options = report.parse_options(args.option)
@@ -95,6 +159,7 @@ def _analyse(args: argparse.Namespace) -> int:
         )
         print((out / "summary.md").read_text())
     else:
+        _import_recorded(RunDir(args.run_dir))
         result = report.run_report(
             args.run_dir, args.out, n_boot=args.n_boot, metrics=args.metrics, root=args.data_root
         )
@@ -144,6 +209,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"(--token or ${TOKEN_ENV})"
         )
     log = args.log or RunDir(args.run_dir).layout.serve_log
+    _import_recorded(RunDir(args.run_dir))
     session = load(args.run_dir, root=args.data_root, log=log)
     print(
         f"serving {session.name} ({session.n_users} users, {session.n_items} items, "
@@ -182,6 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     # --debug is accepted after the command too (SUPPRESS keeps the top-level value otherwise)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    plugins = argparse.ArgumentParser(add_help=False)
+    plugins.add_argument(  # SUPPRESS, as --debug: no empty default overwrites given values
+        "--import",
+        dest="imports",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="MODULE",
+        help="import MODULE first, for the models, datasets or protocols it registers "
+        "(repeatable; like the config key 'imports')",
+    )
     threads = argparse.ArgumentParser(add_help=False, parents=[common])
     threads.add_argument(
         "--threads",
@@ -192,9 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     run = commands.add_parser(
-        "run", parents=[threads], help="train and compare models from a YAML config"
+        "run", parents=[threads, plugins], help="train and compare models from a YAML config"
     )
-    run.add_argument("--config", action="append", required=True, help="YAML file (repeatable)")
+    run.add_argument("--config", action="append", required=True, help=_CONFIG_HELP)
     run.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
     run.add_argument(
         "--resume",
@@ -220,14 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = commands.add_parser(
         "tune",
-        parents=[threads],
+        parents=[threads, plugins],
         help="an Optuna hyper-parameter study of one model on one dataset",
         description="Run (or resume) the study of a YAML file: an experiment config with one "
         "model and a 'study' section (space, pruner, n_trials, ...; see tgraph.tune). Then "
         "export best.yaml, draw the plots and re-train the top configurations with fresh "
         "seeds (selected on validation, reported on test).",
     )
-    tune.add_argument("--config", action="append", required=True, help="YAML file (repeatable)")
+    tune.add_argument("--config", action="append", required=True, help=_CONFIG_HELP)
     tune.add_argument(
         "--storage",
         default=None,
@@ -250,12 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = commands.add_parser(
         "compare",
-        parents=[common],
+        parents=[common, plugins],
         help="leaderboard of run directories with paired significance tests",
         description="Collect every run directory below RUNS_DIR, group by (experiment, "
         "dataset) and write leaderboard.{md,csv,tex} (mean ± std over seeds; paired t-test "
-        "and Wilcoxon p-values of each model against the best baseline per metric) and "
-        "learning curves.",
+        "and Wilcoxon p-values of each model against the best baseline per metric), "
+        "learning curves and, unless --no-strata, the test metrics by stratum side by side.",
     )
     comp.add_argument("runs_dir", help="folder holding run directories (searched recursively)")
     comp.add_argument("--out", default=None, help="output folder (default: RUNS_DIR)")
@@ -269,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs of one model label with different configurations (fingerprints) become "
         "separate rows instead of an error",
     )
+    comp.add_argument(
+        "--no-strata",
+        action="store_true",
+        help="skip the stratified results (they rebuild each dataset's split, so read its data)",
+    )
+    comp.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    comp.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
     comp.set_defaults(handler=_compare)
 
     analyse = commands.add_parser(
@@ -281,7 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
         "region, user activity and novelty with bootstrap confidence intervals.",
     )
     targets = analyse.add_subparsers(dest="target", required=True)
-    dataset = targets.add_parser("dataset", help="every analysis of one registry dataset")
+    dataset = targets.add_parser(
+        "dataset", parents=[plugins], help="every analysis of one registry dataset"
+    )
     dataset.add_argument("name", help="dataset name (see 'tgraph data list')")
     dataset.add_argument("--out", default=None, help="folder (default: runs/analysis/NAME)")
     dataset.add_argument("--regions", type=int, default=20, help="k-means regions (default 20)")
@@ -294,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="loader option, YAML value (repeatable), e.g. --option part=test",
     )
     dataset.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
-    run_target = targets.add_parser("run", help="stratified evaluation of one run directory")
+    run_target = targets.add_parser(
+        "run", parents=[plugins], help="stratified evaluation of one run directory"
+    )
     run_target.add_argument("run_dir", help="runs/<experiment>/<dataset>/<model>/seed<k>/")
     run_target.add_argument("--out", default=None, help="folder (default: RUN_DIR/analysis)")
     run_target.add_argument(
@@ -306,7 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
     run_target.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
     analyse.set_defaults(handler=_analyse)
 
-    data = commands.add_parser("data", parents=[common], help="list, describe or download datasets")
+    configs = commands.add_parser(
+        "configs",
+        parents=[common],
+        help="list the configs shipped with tgraph (name and description)",
+        description="Each name can be given to --config of 'tgraph run' (or 'tgraph tune' for "
+        "studies/...) instead of a file.",
+    )
+    configs.set_defaults(handler=_configs)
+
+    data = commands.add_parser(
+        "data", parents=[common, plugins], help="list, describe or download datasets"
+    )
     data.add_argument("action", choices=["list", "describe", "download"])
     data.add_argument("name", nargs="?", help="dataset name (see 'tgraph data list')")
     data.add_argument("--root", default=None, help="data root (default: $TGRAPH_DATA)")
@@ -314,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     srv = commands.add_parser(
         "serve",
-        parents=[threads],
+        parents=[threads, plugins],
         help="serve a finished run over HTTP: recommendations and new events",
         description="GET /recommend?user=&k=&at=, POST /events (a JSON list), GET /health. "
         "Ingested events are appended to an event log (fsync) before they are acknowledged, "
@@ -344,12 +442,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command of ``argv``; return its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    args.imports = getattr(args, "imports", [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # --import / imports: modules beside the user, as python -m
     try:
+        for name in args.imports:
+            import_module(name, "--import")
         return args.handler(args)
     except TgraphError as error:
         if args.debug:

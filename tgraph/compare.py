@@ -1,4 +1,5 @@
-"""Leaderboards from run directories: models x datasets x seeds, with paired significance tests.
+"""Leaderboards from run directories: models x datasets x seeds, with paired significance tests,
+learning curves and stratified results.
 
 Every finished run directory below a folder (see :mod:`tgraph.runs`; runs moved aside by
 ``--overwrite`` excluded) is collected and grouped by (experiment, dataset). Within a group,
@@ -7,20 +8,34 @@ must share one fingerprint (same resolved configuration, same split); otherwise 
 refused, naming the folders of each configuration, unless ``allow_mixed``, which gives each
 configuration its own row labelled ``<label> [<short fingerprint>]``. Seeds are counted as
 distinct seeds (two runs of one seed in a row are refused). For each group and test metric the
-board gives the mean and sample standard deviation over seeds and two two-sided paired tests
-of each model against the **best baseline** for that metric (the baseline with the highest
-mean, the model itself excluded):
+board gives the mean and sample standard deviation over seeds ("n/a" for one seed: there is
+no spread to report) and two two-sided paired tests of each model against the **best
+baseline** for that metric (the baseline with the highest mean, the model itself excluded):
 
 * the paired t-test and the Wilcoxon signed-rank test (``scipy.stats``), on the per-query
   values of the two models, each first averaged over that model's seeds; queries are paired
   by their ``query`` id, and both models must have ranked the same queries (same split).
 
-No correction for multiple comparisons is applied. Outputs: ``leaderboard.csv`` (tidy),
-``leaderboard.md``, ``leaderboard.tex`` and one learning-curve PNG per group.
+Each p-value is reported raw and adjusted for multiple comparisons by Holm's step-down method
+(:func:`holm`). A family is the tests of one metric and one test kind in one group: the
+distinct pairs (model, reference) of the table on that metric (the best model and its
+reference, compared both ways, are one test).
+
+Outputs, in ``out_dir``: ``leaderboard.csv`` (tidy), ``leaderboard.md``, ``leaderboard.tex``;
+per group ``curves_<experiment>_<dataset>.png``, the learning curves as the mean over seeds
+with a band of one standard deviation, one line per model (:func:`tgraph.study_plots.plot_curves`);
+and, unless ``strata=False``, the test metrics stratified by context
+(:mod:`tgraph.analysis.stratify`: local hour, weekday, region, user activity, novelty) with the
+models side by side: ``stratified.csv`` (tidy), ``stratified.md`` and per group and metric
+``strata_<experiment>_<dataset>_<metric>.png``. Stratifying rebuilds each group's split from
+the runs' ``dataset`` configuration (so the data must be at hand) and checks it against the
+split summary in the runs' fingerprints; a model's per-query values are averaged over its seeds
+and each level's interval is a percentile bootstrap over its queries.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -31,6 +46,7 @@ from scipy import stats
 
 from tgraph.errors import CompareError, RunDirError
 from tgraph.runs import RunDir
+from tgraph.runs.fingerprint import canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +112,9 @@ def _one_configuration_per_row(runs: pd.DataFrame, allow_mixed: bool) -> pd.Data
     return runs
 
 
-def _per_query(paths: list[str], metric: str) -> pd.DataFrame:
-    """Per-query ``metric`` averaged over the runs in ``paths`` (index: query; columns: user,
-    value); the runs must have ranked the same queries."""
+def seed_mean_per_query(paths: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Per-query ``metrics`` averaged over the runs in ``paths`` (one configuration's seeds;
+    index: query; columns: user and the metrics); the runs must have ranked the same queries."""
     tables: list[pd.DataFrame] = []
     for path in paths:
         run = RunDir(path)
@@ -106,7 +122,7 @@ def _per_query(paths: list[str], metric: str) -> pd.DataFrame:
             raise CompareError(
                 f"{run.layout.per_query} not found: significance tests need per-query results"
             )
-        table = run.read_per_query(["query", "user", metric]).set_index("query")
+        table = run.read_per_query(["query", "user", *metrics]).set_index("query")
         if tables and not (
             table.index.equals(tables[0].index) and (table["user"] == tables[0]["user"]).all()
         ):
@@ -114,8 +130,10 @@ def _per_query(paths: list[str], metric: str) -> pd.DataFrame:
                 f"{run.layout.per_query}: its queries differ from those of {paths[0]}"
             )
         tables.append(table)
-    values = np.mean([t[metric].to_numpy(dtype=float) for t in tables], axis=0)
-    return pd.DataFrame({"user": tables[0]["user"], "value": values}, index=tables[0].index)
+    out = tables[0][["user"]].copy()
+    for metric in metrics:
+        out[metric] = np.mean([t[metric].to_numpy(dtype=float) for t in tables], axis=0)
+    return out
 
 
 def paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -131,37 +149,74 @@ def paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return p_t, p_w
 
 
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of one family of p-values (NaN: no test, left out).
+
+    With the m p-values sorted ascending, p(1) <= ... <= p(m), the adjusted value of p(i) is
+    ``max over j <= i of min(1, (m - j + 1) * p(j))``, in the original order. Rejecting where the
+    adjusted value is below alpha controls the family-wise error rate at alpha.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def _metric_names(group: pd.DataFrame, metrics: list[str] | None, where: str) -> list[str]:
+    """``metrics`` (default: the test metrics every run of ``group`` has), checked."""
+    available = [c[5:] for c in group.columns if c.startswith("test:")]
+    available = [m for m in available if group[f"test:{m}"].notna().all()]
+    names = [m.lower() for m in (metrics or available)]
+    missing = sorted(set(names) - set(available))
+    if missing:
+        raise CompareError(
+            f"{where}: metric(s) {missing} missing from some run; available: {available}"
+        )
+    return names
+
+
+def _seed_means(group: pd.DataFrame, metrics: list[str]) -> dict[str, pd.DataFrame]:
+    """Model -> its per-query ``metrics`` averaged over its seeds."""
+    return {
+        model: seed_mean_per_query(list(runs["path"]), metrics)
+        for model, runs in group.groupby("model", sort=False)
+    }
+
+
+def _pair(row: dict[str, Any]) -> frozenset[str]:
+    return frozenset((row["model"], row["reference"]))
+
+
 def leaderboard(
     runs: pd.DataFrame, metrics: list[str] | None = None, baselines: list[str] | None = None
 ) -> pd.DataFrame:
-    """The tidy board: one row per (experiment, dataset, model, metric) with seeds, mean, std,
-    the reference baseline, the difference of means and the two p-values.
+    """The tidy board: one row per (experiment, dataset, model, metric) with seeds, mean, std
+    (NaN for one seed), the reference baseline, the difference of means, the two p-values and
+    their Holm adjustments (``p_ttest_holm``, ``p_wilcoxon_holm``; module docstring).
 
     ``baselines`` (default: every model of the group) are the models a reference is chosen
     from; ``metrics`` default to the test metrics every run of the group has.
     """
     out = []
     for (experiment, dataset), group in runs.groupby(["experiment", "dataset"], sort=False):
-        available = [c[5:] for c in group.columns if c.startswith("test:")]
-        available = [m for m in available if group[f"test:{m}"].notna().all()]
-        names = [m.lower() for m in (metrics or available)]
-        missing = sorted(set(names) - set(available))
-        if missing:
-            raise CompareError(
-                f"{experiment}/{dataset}: metric(s) {missing} missing from some run; "
-                f"available: {available}"
-            )
+        names = _metric_names(group, metrics, f"{experiment}/{dataset}")
         models = list(dict.fromkeys(group["model"]))
         pool = [m for m in models if baselines is None or m in baselines]
+        seed_means = _seed_means(group, names)
         for metric in names:
             by_model = {
                 m: group.loc[group["model"] == m, f"test:{metric}"].to_numpy(float) for m in models
             }
             means = {m: float(v.mean()) for m, v in by_model.items()}
-            per_query = {}
-            for model in models:
-                paths = list(group.loc[group["model"] == model, "path"])
-                per_query[model] = _per_query(paths, metric)
+            per_query = {
+                m: table[["user", metric]].rename(columns={metric: "value"})
+                for m, table in seed_means.items()
+            }
+            family = []
             for model in models:
                 values = by_model[model]
                 row: dict[str, Any] = {
@@ -172,7 +227,7 @@ def leaderboard(
                     "metric": metric,
                     "seeds": int(group.loc[group["model"] == model, "seed"].nunique()),
                     "mean": means[model],
-                    "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                    "std": float(values.std(ddof=1)) if len(values) > 1 else np.nan,
                     "reference": None,
                     "diff": np.nan,
                     "p_ttest": np.nan,
@@ -191,12 +246,25 @@ def leaderboard(
                     p_t, p_w = paired_tests(a["value"].to_numpy(), b["value"].to_numpy())
                     row.update(reference=ref, diff=means[model] - means[ref])
                     row.update(p_ttest=p_t, p_wilcoxon=p_w)
-                out.append(row)
+                family.append(row)
+            # the family's hypotheses: a model and its reference compared both ways are one
+            pairs = list(dict.fromkeys(_pair(row) for row in family if row["reference"]))
+            for test in ("p_ttest", "p_wilcoxon"):
+                raw = {_pair(row): row[test] for row in family if row["reference"]}
+                adjusted = dict(zip(pairs, holm(np.array([raw[k] for k in pairs])), strict=True))
+                for row in family:
+                    row[f"{test}_holm"] = adjusted[_pair(row)] if row["reference"] else np.nan
+            out.extend(family)
     return pd.DataFrame(out)
 
 
 def _p(value: float) -> str:
     return "–" if np.isnan(value) else f"{value:.2g}" if value >= 1e-3 else f"{value:.1e}"
+
+
+def _std(value: float) -> str:
+    """The spread over seeds; "n/a" for one seed (not a misleading 0)."""
+    return "n/a" if np.isnan(value) else f"{value:.4f}"
 
 
 def _wide(board: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str]]]:
@@ -212,6 +280,7 @@ def _wide(board: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str]]]:
                 row[r["metric"]] = (r["mean"], r["std"], np.isclose(r["mean"], best[r["metric"]]))
                 ref = r["reference"] if isinstance(r["reference"], str) else None
                 row[f"p {r['metric']}"] = (r["p_ttest"], r["p_wilcoxon"], ref)
+                row[f"holm {r['metric']}"] = (r["p_ttest_holm"], r["p_wilcoxon_holm"])
             rows.append(row)
         title = f"{experiment} / {dataset} ({group['protocol'].iloc[0]})"
         groups.append((title, pd.DataFrame(rows), metric_names))
@@ -219,27 +288,32 @@ def _wide(board: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str]]]:
 
 
 def to_markdown(board: pd.DataFrame) -> str:
-    """Markdown tables (one per group): ``mean ± std`` (best in bold) and ``p`` columns
-    ``t / W`` with the reference baseline."""
+    """Markdown tables (one per group): ``mean ± std`` (best in bold), ``p`` columns ``t / W``
+    with the reference baseline and their Holm adjustments."""
     parts = []
     for title, rows, names in _wide(board):
         header = ["model", "seeds"]
         for m in names:
-            header += [m, f"p {m} (t / W)"]
+            header += [m, f"p {m} (t / W)", f"Holm p {m} (t / W)"]
         lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         for _, row in rows.iterrows():
             cells = [str(row["model"]), str(row["seeds"])]
             for m in names:
                 mean, std, is_best = row[m]
-                cell = f"{mean:.4f} ± {std:.4f}"
+                cell = f"{mean:.4f} ± {_std(std)}"
                 p_t, p_w, ref = row[f"p {m}"]
+                h_t, h_w = row[f"holm {m}"]
                 vs = f" vs {ref}" if ref else ""
                 cells += [f"**{cell}**" if is_best else cell, f"{_p(p_t)} / {_p(p_w)}{vs}"]
+                cells.append(f"{_p(h_t)} / {_p(h_w)}")
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     note = (
         "p: two-sided paired t-test (t) and Wilcoxon signed-rank test (W) on per-query values "
-        "averaged over seeds, against the named best baseline of each metric."
+        "averaged over seeds, against the named best baseline of each metric; Holm: the same "
+        "p-values adjusted by Holm's step-down method over the distinct pairs compared on the "
+        "metric (one family per metric and test). "
+        "± n/a: one seed, no spread."
     )
     return "\n\n".join(parts) + "\n\n" + note + "\n"
 
@@ -254,10 +328,10 @@ def to_latex(board: pd.DataFrame) -> str:
     """LaTeX ``tabular`` environments (booktabs), one per group, as in :func:`to_markdown`."""
     parts = []
     for title, rows, names in _wide(board):
-        spec = "lr" + "rl" * len(names)
+        spec = "lr" + "rll" * len(names)
         header = ["Model", "Seeds"]
         for m in names:
-            header += [_tex(m), "$p$ (t / W)"]
+            header += [_tex(m), "$p$ (t / W)", "Holm $p$ (t / W)"]
         lines = [
             f"% {_tex(title)}",
             rf"\begin{{tabular}}{{{spec}}}",
@@ -272,14 +346,151 @@ def to_latex(board: pd.DataFrame) -> str:
                 value = f"{mean:.4f}"
                 value = rf"\textbf{{{value}}}" if is_best else value
                 p_t, p_w, ref = row[f"p {m}"]
+                h_t, h_w = row[f"holm {m}"]
                 cells += [
-                    rf"{value} $\pm$ {std:.4f}",
+                    rf"{value} $\pm$ {_std(std)}",
                     f"{_p(p_t)} / {_p(p_w)}" + (f" ({_tex(ref)})" if ref else ""),
+                    f"{_p(h_t)} / {_p(h_w)}",
                 ]
             lines.append(" & ".join(cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def _group_split(group: pd.DataFrame, root: str | Path | None) -> Any:
+    """The split the runs of ``group`` were evaluated on, rebuilt from their ``dataset``
+    configuration and checked against the data summary of their fingerprints."""
+    from tgraph.config import DatasetConfig, validate_model
+    from tgraph.data.protocols import prepare_split
+
+    runs = [RunDir(path) for path in group["path"]]
+    first = runs[0].read_config()["dataset"]
+    for run in runs[1:]:
+        if run.read_config()["dataset"] != first:
+            raise CompareError(
+                f"{run.path}: its dataset section differs from that of {runs[0].path}; "
+                "stratified results need one split per group (fix: compare them separately, "
+                "or leave out stratified results)"
+            )
+    split = prepare_split(validate_model(DatasetConfig, first, "dataset"), root)
+    rebuilt = json.loads(canonical_json(split.summary()))
+    for run in runs:
+        fingerprint = run.read_fingerprint()
+        if fingerprint is not None and fingerprint.values.get("data") != rebuilt:
+            raise CompareError(
+                f"{run.path}: the split rebuilt from its dataset section is not the one it was "
+                f"evaluated on (recorded {fingerprint.values.get('data')}, rebuilt {rebuilt}) "
+                "(fix: point the data root at the data of the runs, or leave out stratified "
+                "results)"
+            )
+    return split
+
+
+def stratified_board(
+    runs: pd.DataFrame,
+    metrics: list[str] | None = None,
+    *,
+    root: str | Path | None = None,
+    n_boot: int = 1000,
+) -> pd.DataFrame:
+    """The test metrics of every model stratified by context, tidy: one row per (experiment,
+    dataset, model, stratum, level, metric) with ``n`` (queries), ``mean`` and the bootstrap
+    interval ``ci_low``/``ci_high`` of the model's per-query values averaged over its seeds.
+
+    The levels of one stratum are the same queries for every model of a group (one split),
+    so the models compare level by level. ``root``: the data root of the rebuilt splits.
+    """
+    from tgraph.analysis.stratify import query_strata, stratified_metrics
+
+    out = []
+    for (experiment, dataset), group in runs.groupby(["experiment", "dataset"], sort=False):
+        names = _metric_names(group, metrics, f"{experiment}/{dataset}")
+        strata = query_strata(_group_split(group, root), "test")
+        for model, table in _seed_means(group, names).items():
+            rows = stratified_metrics(table.reset_index(), strata, metrics=names, n_boot=n_boot)
+            rows.insert(0, "model", model)
+            rows.insert(0, "dataset", dataset)
+            rows.insert(0, "experiment", experiment)
+            out.append(rows)
+    return pd.concat(out, ignore_index=True)
+
+
+def stratified_markdown(table: pd.DataFrame) -> str:
+    """Markdown tables of :func:`stratified_board`: per group, metric and stratum, one row per
+    level with the models side by side (``mean [ci_low, ci_high]``, the best mean in bold)."""
+    parts = []
+    keys = ["experiment", "dataset", "metric", "stratum"]
+    for (experiment, dataset, metric, stratum), part in table.groupby(keys, sort=False):
+        models = list(dict.fromkeys(part["model"]))
+        # one split per group: a level holds the same queries for every model
+        cells_of = part.set_index(["level", "model"])
+        header = [stratum, "queries", *models]
+        lines = [
+            f"### {experiment} / {dataset}: {metric} by {stratum}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|---" * len(header) + "|",
+        ]
+        for level in dict.fromkeys(part["level"]):
+            level_rows = cells_of.loc[level]
+            cells = [str(level), str(int(level_rows["n"].iloc[0]))]
+            best = level_rows["mean"].max()
+            for model in models:
+                r = level_rows.loc[model]
+                cell = f"{r['mean']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+                cells.append(f"**{cell}**" if np.isclose(r["mean"], best) else cell)
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    note = (
+        "Per-query test values averaged over each model's seeds; [ci_low, ci_high]: percentile "
+        "bootstrap interval of the level's mean over its queries."
+    )
+    return "\n\n".join(parts) + "\n\n" + note + "\n"
+
+
+def plot_stratified(table: pd.DataFrame, metric: str, path: str | Path) -> Path:
+    """One panel per stratum of one group's :func:`stratified_board` rows: for each level, the
+    models' ``metric`` as bars side by side with their bootstrap intervals."""
+    from tgraph.analysis.plots import new_figure, save_png
+
+    rows = table[table["metric"] == metric]
+    strata = list(dict.fromkeys(rows["stratum"]))
+    models = list(dict.fromkeys(rows["model"]))
+    widest = max(rows.groupby("stratum")["level"].nunique())
+    fig, axes = new_figure(
+        len(strata),
+        1,
+        width=min(16.0, max(6.0, 0.15 * widest * len(models) + 2)),
+        height=2.6,
+        squeeze=False,
+        layout="constrained",
+    )
+    width = 0.8 / len(models)
+    for ax, stratum in zip(axes[:, 0], strata, strict=True):
+        part = rows[rows["stratum"] == stratum]
+        levels = list(dict.fromkeys(part["level"]))
+        x = np.arange(len(levels))
+        for k, model in enumerate(models):
+            r = part[part["model"] == model].set_index("level").reindex(levels)
+            mean = r["mean"].to_numpy(float)
+            error = np.vstack(
+                [mean - r["ci_low"].to_numpy(float), r["ci_high"].to_numpy(float) - mean]
+            )
+            ax.bar(
+                x + (k - (len(models) - 1) / 2) * width,
+                mean,
+                width,
+                yerr=error,
+                capsize=2,
+                label=model,
+            )
+        ax.set_xticks(x, [str(level) for level in levels], rotation=45 if len(levels) > 8 else 0)
+        ax.set_xlabel(stratum)
+        ax.set_ylabel(metric)
+    axes[0, 0].legend(fontsize=7, ncols=min(len(models), 4))
+    axes[0, 0].set_title(f"test {metric} by context (bootstrap CI)")
+    return save_png(fig, path)
 
 
 def compare(
@@ -289,14 +500,21 @@ def compare(
     baselines: list[str] | None = None,
     *,
     allow_mixed: bool = False,
+    strata: bool = True,
+    root: str | Path | None = None,
+    n_boot: int = 1000,
 ) -> dict[str, Any]:
-    """Collect ``runs_dir``, write the board (CSV, Markdown, LaTeX) and learning curves into
-    ``out_dir`` (default ``runs_dir``); return the board and the files written.
-    ``allow_mixed``: see the module docstring."""
+    """Collect ``runs_dir``, write the board (CSV, Markdown, LaTeX), learning curves and (with
+    ``strata``) stratified results into ``out_dir`` (default ``runs_dir``); return the board
+    (``board``), the stratified table (``strata``, or None), the tables written (``files``)
+    and the PNGs (``curves``, ``strata_plots``). ``allow_mixed``: see the module docstring;
+    ``root``: the data root, to rebuild the splits for stratification; ``n_boot``: bootstrap
+    resamples of its intervals."""
     from tgraph.study_plots import plot_curves
 
     runs = collect_runs(runs_dir, allow_mixed=allow_mixed)
     board = leaderboard(runs, metrics, baselines)
+    table = stratified_board(runs, metrics, root=root, n_boot=n_boot) if strata else None
     out = Path(out_dir or runs_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {"csv": out / "leaderboard.csv", "md": out / "leaderboard.md"}
@@ -304,15 +522,31 @@ def compare(
     board.to_csv(files["csv"], index=False)
     files["md"].write_text(to_markdown(board))
     files["tex"].write_text(to_latex(board))
-    curves = []
+    curves, strata_plots = [], []
     for (experiment, dataset), group in runs.groupby(["experiment", "dataset"], sort=False):
-        labelled = {
-            f"{r.model}/seed{r.seed}": RunDir(r.path).read_curve() for r in group.itertuples()
-        }
-        labelled = {label: curve for label, curve in labelled.items() if curve}
+        by_model: dict[str, list] = {}
+        for r in group.itertuples():
+            curve = RunDir(r.path).read_curve()
+            if curve:
+                by_model.setdefault(r.model, []).append(curve)
         target = out / f"curves_{experiment}_{dataset}.png"
-        path = plot_curves(labelled, target, group["valid_metric"].iloc[0]) if labelled else None
+        path = plot_curves(by_model, target, group["valid_metric"].iloc[0]) if by_model else None
         if path is not None:
             curves.append(path)
+        if table is not None:
+            part = table[(table["experiment"] == experiment) & (table["dataset"] == dataset)]
+            for metric in dict.fromkeys(part["metric"]):
+                name = f"strata_{experiment}_{dataset}_{metric.replace('@', '_at_')}.png"
+                strata_plots.append(plot_stratified(part, metric, out / name))
+    if table is not None:
+        files["strata_csv"], files["strata_md"] = out / "stratified.csv", out / "stratified.md"
+        table.to_csv(files["strata_csv"], index=False)
+        files["strata_md"].write_text(stratified_markdown(table))
     log.info("leaderboard of %d runs written to %s", len(runs), out)
-    return {"board": board, "files": files, "curves": curves}
+    return {
+        "board": board,
+        "strata": table,
+        "files": files,
+        "curves": curves,
+        "strata_plots": strata_plots,
+    }

@@ -1,7 +1,10 @@
 """Experiment configuration: YAML files layered with command-line overrides, strictly validated.
 
 Layers, later wins: the schema defaults < each YAML file given (in order) < ``key=value``
-overrides such as ``train.lr=0.01`` or ``seeds=[0,1,2]`` (values are parsed as YAML).
+overrides such as ``train.lr=0.01`` or ``seeds=[0,1,2]`` (values are parsed as YAML). A file
+is a path or the name of a config shipped in ``tgraph/configs/`` (``demo``; see
+:func:`shipped_configs`). The modules of ``imports`` are imported first, so the models,
+datasets and protocols they register can be named (:mod:`tgraph.plugins`).
 Every section is a typed :class:`StrictModel`: unknown keys, values of the wrong type and
 out-of-range values raise one :class:`~tgraph.errors.ConfigError` naming the full key path
 (``models[2].config.embedding_dim``) before any data is loaded or any file is written.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
@@ -135,10 +139,14 @@ def validate_model(cls: type[M], data: Any, key: str = "") -> M:
 
 class KCore(StrictModel):
     """Thresholds of :func:`tgraph.data.preprocess.kcore`: keep events whose user has at least
-    ``user_k`` and whose item at least ``item_k`` events."""
+    ``user_k`` and whose item at least ``item_k`` events. ``scope``: ``train`` computes the
+    filter on the training part (validation/test events of removed users and items are
+    dropped, with counts); ``all`` filters the whole table before splitting, so future events
+    decide what is kept (a protocol choice of some papers)."""
 
     user_k: NonNegativeInt = 10
     item_k: NonNegativeInt = 10
+    scope: Literal["train", "all"] = "train"
 
 
 class DatasetConfig(StrictModel):
@@ -150,7 +158,7 @@ class DatasetConfig(StrictModel):
     protocol_options: dict[str, Any] = Field(default_factory=dict)
     #: drop exact duplicate events before splitting (reported)
     deduplicate: bool = True
-    #: k-core filter before splitting, or null
+    #: k-core filter (of the training part by default, see :class:`KCore`), or null
     kcore: KCore | None = None
 
 
@@ -213,6 +221,9 @@ class EvalConfig(StrictModel):
 
 
 class ExperimentConfig(StrictModel):
+    #: modules imported before the rest is validated, so that the models, datasets and
+    #: protocols they register can be named (:mod:`tgraph.plugins`)
+    imports: list[str] = Field(default_factory=list)
     experiment: FolderName = "default"
     output_dir: str = "runs"
     seeds: Annotated[
@@ -267,7 +278,9 @@ class ExperimentConfig(StrictModel):
         from tgraph.data.protocols import PROTOCOLS  # the data layer imports this module
         from tgraph.data.registry import list_datasets
         from tgraph.eval.metrics import parse
+        from tgraph.plugins import load_entry_points
 
+        load_entry_points()  # installed protocols too (the other registries load their own)
         problems = _trainer_options(self.train, {}, "train")[1]
 
         def collect(check: Any, *args: Any) -> Any:
@@ -397,14 +410,49 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
+#: the configs shipped in the package (``tgraph configs`` lists them)
+CONFIGS = Path(__file__).parent / "configs"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Name -> file of every shipped config: ``demo``, ``studies/bprmf_movielens100k``."""
+    return {
+        path.relative_to(CONFIGS).with_suffix("").as_posix(): path
+        for path in sorted(CONFIGS.rglob("*.yaml"))
+    }
+
+
+def config_summary(path: Path) -> str:
+    """The one-line description of a config: its first line, a ``# comment``."""
+    first = path.read_text().split("\n", 1)[0]
+    return first.removeprefix("#").strip() if first.startswith("#") else ""
+
+
+def config_path(name: str | Path) -> Path:
+    """The file of config ``name``: an existing file as given, else the shipped config of that
+    name (``demo``, ``studies/bprmf_movielens100k``; ``.yaml`` optional)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    key = path.as_posix().removesuffix(".yaml")
+    if key in shipped:
+        return shipped[key]
+    raise ConfigError(
+        f"config file {path} not found, and no shipped config is called {key!r}",
+        fix=f"give the path of a YAML file, or one of {sorted(shipped)} ('tgraph configs')",
+    )
+
+
 def read_layers(
-    files: list[str | Path] | tuple[str | Path, ...] = (),
+    files: Sequence[str | Path] = (),
     overrides: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The mapping of ``files`` then ``overrides`` merged in order, not yet validated."""
+    """The mapping of ``files`` (paths or shipped config names: :func:`config_path`) then
+    ``overrides`` merged in order, not yet validated."""
     merged: dict[str, Any] = {}
     for file in files:
-        loaded = load_yaml(file) or {}
+        loaded = load_yaml(config_path(file)) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {file} must hold a mapping at the top level")
         merged = _merge(merged, loaded)
@@ -417,9 +465,23 @@ def validate_config(merged: dict[str, Any]) -> ExperimentConfig:
     """Validate a merged mapping (see :func:`read_layers`) as an :class:`ExperimentConfig`,
     then every model entry, its trainer options, and the dataset, protocol and metric names
     (:meth:`ExperimentConfig.check`): the whole experiment, before any data is loaded."""
+    import_plugins(merged)
     config = validate_model(ExperimentConfig, merged)
     config.check()
     return config
+
+
+def import_plugins(merged: dict[str, Any]) -> None:
+    """Import the modules of ``merged["imports"]`` (before validation: the names they register
+    are used by the rest of the config). A value that is not a list of names is left to the
+    validation to report."""
+    from tgraph.plugins import import_module
+
+    modules = merged.get("imports")
+    if isinstance(modules, list):
+        for index, name in enumerate(modules):
+            if isinstance(name, str):
+                import_module(name, f"imports[{index}]")
 
 
 def load_config(

@@ -17,11 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tgraph.config import DatasetConfig, ExperimentConfig
-from tgraph.data import preprocess, registry
-from tgraph.data.interactions import Interactions
-from tgraph.data.paths import data_root
-from tgraph.data.protocols import PROTOCOLS
+from tgraph.config import ExperimentConfig
+from tgraph.data import protocols
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError, RunDirError
 from tgraph.eval.streaming import StreamingEvaluator
@@ -29,26 +26,6 @@ from tgraph.runs import RunDir, RunMetrics, safe_run_path
 from tgraph.train.recipe import RunSpec, resolve_run, train_one
 
 log = logging.getLogger(__name__)
-
-
-def prepare_split(config: DatasetConfig, root: str | Path | None = None) -> Split:
-    """Load, clean (deduplicate, k-core; counts logged) and split the configured dataset (its
-    protocol was checked by :func:`~tgraph.config.validate_config`)."""
-    kind, build = PROTOCOLS[config.protocol]
-    if kind == "root":
-        folder = data_root(root) / registry.get_spec(config.name).folder
-        return build(folder, **config.protocol_options)
-    inter = registry.load(config.name, root, **config.options)
-    if not isinstance(inter, Interactions):
-        raise ConfigError(
-            f"key 'dataset.protocol': dataset {config.name!r} comes with fixed parts; "
-            "use its own protocol preset"
-        )
-    if config.deduplicate:
-        inter, _ = preprocess.deduplicate(inter)
-    if config.kcore:
-        inter, _ = preprocess.kcore(inter, **config.kcore.model_dump())
-    return build(inter, **config.protocol_options)
 
 
 def run_model(
@@ -165,7 +142,7 @@ def run_experiment(
     if resume and overwrite:
         raise RunDirError("--resume continues runs and --overwrite replaces them: choose one")
     specs = plan(config)
-    split_ = prepare_split(config.dataset, root)
+    split_ = protocols.prepare_split(config.dataset, root)
     log.info("split: %s", split_.summary())
     for spec in specs:
         RunDir(spec.path).check(spec.fingerprint(split_), resume=resume, overwrite=overwrite)

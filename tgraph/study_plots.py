@@ -2,9 +2,10 @@
 
 :func:`plot_study` draws the optimisation history, the parameter importances, the
 intermediate (per-epoch) values, the parallel coordinates and, for a multi-objective study,
-the Pareto front. :func:`plot_curves` draws training loss and validation metric per epoch
-from the curves of run directories. Plots that a study cannot support yet
-(e.g. importances before two trials finished) are skipped with a log line.
+the Pareto front (plots that a study cannot support yet, e.g. importances before two trials
+finished, are skipped with a log line). :func:`plot_curves` draws training loss and
+validation metric per epoch from the curves of run directories, one line per model: the mean
+over its seeds with a band.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
 from optuna.visualization import matplotlib as ovm  # noqa: E402
 
 from tgraph.runs import CurveRecord  # noqa: E402
@@ -55,7 +57,7 @@ def plot_study(study: optuna.Study, out_dir: str | Path, target_name: str = "val
     multi = len(study.directions) > 1
     first = (lambda t: t.values[0]) if multi else None
     names = [target_name, "train seconds"] if multi else None
-    draws: dict[str, Callable[[], object]] = {
+    draws: dict[str, Callable[[], Any]] = {
         "history": lambda: ovm.plot_optimization_history(
             study, target=first, target_name=target_name
         ),
@@ -75,32 +77,67 @@ def plot_study(study: optuna.Study, out_dir: str | Path, target_name: str = "val
     return [path for path in written if path is not None]
 
 
-def plot_curves(curves: dict[str, list[CurveRecord]], path: str | Path, metric: str) -> Path | None:
+def curve_band(
+    runs: list[list[CurveRecord]], value: Callable[[CurveRecord], float | None]
+) -> pd.DataFrame:
+    """Per epoch, the mean and sample standard deviation over ``runs`` (the curves of one
+    model's seeds) of ``value(record)`` (records where it is None are left out), and ``n``, the
+    number of seeds with a value: after a seed stops early, the band is over the seeds left.
+    Columns ``epoch, mean, std, n`` (``std`` NaN where ``n`` is 1)."""
+    rows = [
+        (r.epoch, seed, v)
+        for seed, records in enumerate(runs)
+        for r in records
+        if (v := value(r)) is not None
+    ]
+    frame = pd.DataFrame(rows, columns=["epoch", "seed", "value"])
+    grouped = frame.groupby("epoch", sort=True)["value"]
+    return pd.DataFrame(
+        {"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.size()}
+    ).reset_index()
+
+
+def plot_curves(
+    curves: dict[str, list[list[CurveRecord]]], path: str | Path, metric: str
+) -> Path | None:
     """Training loss (refit epochs left out) and validation ``metric`` per epoch, one line per
-    run (``label -> its curve``, e.g. :meth:`tgraph.runs.RunDir.read_curve`).
+    model (``label -> the curves of its seeds``, e.g. :meth:`tgraph.runs.RunDir.read_curve`):
+    the mean over seeds with a band of one standard deviation (:func:`curve_band`).
 
     Returns ``None`` (and writes nothing) when no run has a loss or that metric.
     """
     figure, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(11, 4))
     drawn = False
-    for label, records in curves.items():
-        with_loss = [r for r in records if r.loss is not None and not r.refit]
-        with_metric = [r for r in records if metric in r.valid]
-        if with_loss:
-            loss_ax.plot([r.epoch for r in with_loss], [r.loss for r in with_loss], label=label)
-        if with_metric:
-            metric_ax.plot(
-                [r.epoch for r in with_metric],
-                [r.valid[metric] for r in with_metric],
-                marker="o" if len(with_metric) == 1 else None,
-                label=label,
+    panels = (
+        (loss_ax, lambda r: None if r.refit else r.loss),
+        (metric_ax, lambda r: r.valid.get(metric)),
+    )
+    for k, (label, runs) in enumerate(curves.items()):
+        color = f"C{k % 10}"
+        for ax, value in panels:
+            band = curve_band(runs, value)
+            if band.empty:
+                continue
+            drawn = True
+            seeds = int(band["n"].max())
+            ax.plot(
+                band["epoch"],
+                band["mean"],
+                color=color,
+                marker="o" if len(band) == 1 else None,
+                label=f"{label} ({seeds} seed{'s' if seeds > 1 else ''})",
             )
-        drawn = drawn or bool(with_loss or with_metric)
+            spread = band["std"].fillna(0.0)
+            ax.fill_between(
+                band["epoch"], band["mean"] - spread, band["mean"] + spread, color=color, alpha=0.2
+            )
     if not drawn:
         plt.close(figure)
         return None
-    loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    metric_ax.set(xlabel="epoch", ylabel=f"valid {metric}", title=f"validation {metric}")
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="training loss (mean ± 1 s.d.)")
+    metric_ax.set(
+        xlabel="epoch", ylabel=f"valid {metric}", title=f"validation {metric} (mean ± 1 s.d.)"
+    )
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
     metric_ax.legend(fontsize=7, loc="best")

@@ -12,7 +12,7 @@ from tgraph import models
 from tgraph.analysis import evolution as ev
 from tgraph.data import load, preprocess
 from tgraph.data.interactions import Interactions
-from tgraph.data.split import chronological_split
+from tgraph.data.protocols import chronological_split
 from tgraph.data.synthetic import generate
 from tgraph.errors import DataError
 from tgraph.train.trainer import Trainer

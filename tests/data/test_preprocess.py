@@ -17,6 +17,7 @@ from tgraph.data.preprocess import (
     fit_grid,
     fit_kmeans,
     haversine,
+    item_codes,
     item_coordinates,
     kcore,
     knn_pois,
@@ -190,6 +191,52 @@ def test_item_coordinates_from_events():
     np.testing.assert_allclose(lon, [-74.0, -73.0])
     with pytest.raises(DataError, match="no coordinates"):
         item_coordinates(_inter([(1, "a", 1)]))
+
+
+def _located(items: pd.DataFrame | None = None, **meta) -> Interactions:
+    """Item a at (40.0, -74.0) and (40.4, -74.0) in the events (median 40.2), b seen once."""
+    frame = pd.DataFrame(
+        {
+            "user": [1, 1, 2],
+            "item": ["a", "a", "b"],
+            "timestamp": [1, 2, 3],
+            "lat": [40.0, 40.4, 41.0],
+            "lon": [-74.0, -74.0, -73.0],
+            "category": [5, 5, 6],
+        }
+    )
+    return Interactions.from_frame(frame, name="hand", item_meta=items, meta=meta)
+
+
+def test_items_table_is_used_only_when_static_or_not_on_the_events():
+    table = pd.DataFrame({"lat": [1.0, 2.0], "lon": [3.0, 4.0], "category": [7, 8]}, ["a", "b"])
+    # undeclared and also on the events: it may hold validation/test information, so the
+    # events given decide (median 40.2 for a; mode 5)
+    lat, lon = item_coordinates(_located(table))
+    assert lat.tolist() == [40.2, 41.0] and lon.tolist() == [-74.0, -73.0]
+    assert item_codes(_located(table), "category").tolist() == [5, 6]
+    # declared static (a POI file): used as it is
+    static = _located(table, static_item_columns=["lat", "lon", "category"])
+    assert item_coordinates(static)[0].tolist() == [1.0, 2.0]
+    assert item_codes(static, "category").tolist() == [7, 8]
+    # the events carry no coordinates: the table cannot come from them
+    bare = Interactions.from_frame(
+        pd.DataFrame({"user": [1], "item": ["a"], "timestamp": [1]}), name="bare", item_meta=table
+    )
+    assert item_coordinates(bare)[1].tolist() == [3.0, 4.0]
+    assert item_codes(bare, "category").tolist() == [7, 8]
+    assert item_codes(bare, "region") is None
+
+
+def test_regions_of_static_coordinates_are_static():
+    table = pd.DataFrame({"lat": [40.0, 41.0], "lon": [-74.0, -73.0]}, ["a", "b"])
+    static = _located(table, static_item_columns=["lat", "lon"])
+    grid = fit_grid([40.0, 41.0], [-74.0, -73.0], cell_km=5.0)
+    out, _ = add_regions(static, grid)
+    assert out.meta["static_item_columns"] == ["lat", "lon", "region"]
+    derived, _ = add_regions(_located(), grid)
+    assert "static_item_columns" not in derived.meta
+    assert item_codes(derived, "region").tolist() == item_codes(out, "region").tolist() == [0, 1]
 
 
 # ---------------------------------------------------------------------------- time

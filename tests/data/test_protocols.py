@@ -172,7 +172,9 @@ def test_next_poi_on_stan_nyc_is_clean_and_deterministic(root):
     from tgraph.data.readers.stan import read_stan_nyc
 
     stan = read_stan_nyc(root / "foursquare_nyc")
-    stan = stan.with_events(stan.events.drop_duplicates(["user", "item", "timestamp"]))
+    # the items table is the POI file: static coordinates (some POIs have no training event)
+    meta = {**stan.meta, "static_item_columns": ["lat", "lon"]}
+    stan = stan.with_events(stan.events.drop_duplicates(["user", "item", "timestamp"]), meta=meta)
     a, b = next_poi_chronological(stan), next_poi_chronological(stan)
     pd.testing.assert_frame_equal(a.test_targets, b.test_targets)
     assert len(a.train) + len(a.valid) + len(a.test) == 147_938 - 458

@@ -62,12 +62,10 @@ def test_tsmc_small_file(tmp_path):
     np.testing.assert_allclose(
         events["lat"], [40.719810375488535, 40.60679958140643, 40.7161, 40.7198103754886]
     )
-    # items: median coordinates and the category of the venue
-    arts = data.items.set_index("raw_id").loc["49bbd6c0f964a520f4531fe3"]
-    assert arts["lat"] == pytest.approx((40.719810375488535 + 40.719810375488600) / 2)
-    assert arts["category_name"] == "Arts & Crafts Store"
-    cafe = data.items.set_index("raw_id").loc["4c5cc7b485a1e21e00d35711"]
-    assert cafe["category_name"] == "Caf\u00e9"  # latin-1 decoded
+    # no item attributes aggregated over all events (they would leak test events): the
+    # coordinates and categories stay on the check-ins
+    assert list(data.items.columns) == ["raw_id"]
+    assert not data.meta.get("static_item_columns")
     categories = data.meta["categories"]
     assert categories["raw_id"].is_monotonic_increasing and len(categories) == 3
     assert categories.loc[events["category"].iloc[2], "name"] == "Caf\u00e9"
@@ -356,8 +354,7 @@ def test_mat_coordinates(mat, mat_raw):
     space = mat_raw["space"].str.split(" ", expand=True).astype(float)
     for ours, theirs in ((events["lat"], space[0]), (events["lon"], space[1])):
         np.testing.assert_array_equal(np.sort(ours.to_numpy()), np.sort(theirs.to_numpy()))
-    items = mat["train"].items
-    assert items["lat"].notna().all() and items["lon"].notna().all()
+    assert list(mat["train"].items.columns) == ["raw_id"]  # coordinates stay on the events
 
 
 MAT_HEADER = "space,time,day,poi,tid,label"
@@ -392,10 +389,7 @@ def test_mat_synthetic_time_by_hand(tmp_path):
     test = parts["test"].events
     assert test["timestamp"].tolist() == [WEEK0 + 2 * 86400, WEEK0 + 2 * 86400 + 1439 * 60]
     assert str(pd.Timestamp(WEEK0, unit="s").day_name()) == "Monday"
-    items = parts["train"].items.set_index("raw_id")
-    assert items.loc[11, "lat"] == pytest.approx(40.1) and items.loc[14, "lon"] == pytest.approx(
-        139.05
-    )
+    assert list(parts["train"].items.columns) == ["raw_id"]
 
 
 @pytest.mark.parametrize(
@@ -464,7 +458,11 @@ def test_generic_csv_with_local_times(tmp_path):
     assert data.events["category"].tolist() == [0, 1, 1]
     assert data.meta["categories"].tolist() == ["Bar", "Cafe"]
     items = data.items.set_index("raw_id")
-    assert items.loc["v2", "name"] == "Lou" and items.loc["v2", "lat"] == pytest.approx(40.7)
+    assert items.loc["v2", "name"] == "Lou" and "lat" not in items.columns
+    assert data.meta["static_item_columns"] == ["name"]
+    # a timezone gives every event its offset: EDT (-240) in April and July, EST after
+    assert data.events["tz_offset"].tolist() == [-240, -240, -300]
+    assert data.local_time().dt.hour.tolist() == [14, 12, 1]
     assert data.name == "checkins"
 
 
@@ -488,12 +486,12 @@ def test_generic_unix_ms_gzip_and_parquet(tmp_path):
         assert data.users["raw_id"].tolist() == [1, 3]  # integer ids, numeric order
         assert data.events["weight"].tolist() == [1.0, 2.0, 3.5]
     pd.testing.assert_frame_equal(text.events, table.events)
-    frame.loc[1, "t"] = -5  # a negative epoch is fine; a fractional or missing id is not
-    frame["u"] = [3.0, 1.5, 3.0]
+    frame.loc[1, "t"] = -5  # a negative epoch is fine; float or missing ids are not
+    frame["u"] = [3.0, 1.0, 3.0]  # floats hold ids exactly only below 2**53: refused
     frame.to_parquet(tmp_path / "b.parquet")
-    with pytest.raises(DataError) as info:
+    with pytest.raises(DataError, match="floating-point") as info:
         read_table(tmp_path / "b.parquet", mapping)
-    assert info.value.column == "u" and info.value.row == 1  # 0-based Parquet row
+    assert info.value.column == "u" and info.value.fix
     frame["u"] = ["a", "b", None]
     frame.to_parquet(tmp_path / "c.parquet")
     with pytest.raises(DataError, match="empty") as info:

@@ -7,17 +7,15 @@ import pandas as pd
 import pytest
 
 from tgraph.data.interactions import Interactions
-from tgraph.data.split import (
-    LeakageError,
-    Split,
+from tgraph.data.protocols import (
     chronological_split,
     drop_unseen,
-    event_targets,
     last_of_trajectory,
     leave_last_out,
     trajectories,
 )
-from tgraph.errors import DataError
+from tgraph.data.split import Split, event_targets
+from tgraph.errors import DataError, LeakageError
 
 H = 3600
 
@@ -85,6 +83,27 @@ def test_duplicates_raise(ten):
     for build in (chronological_split, leave_last_out):
         with pytest.raises(DataError, match="duplicate"):
             build(dup)
+
+
+def test_events_a_fraction_of_a_second_apart_are_two_events():
+    """One user visits one item twice within second 5 (200 ms and 900 ms): with the finer time
+    kept (``subsecond``) they are two events, one in each part, not duplicates and no leak."""
+    frame = pd.DataFrame(
+        {
+            "user": [0, 1, 0, 1, 0, 0],
+            "item": [2, 1, 1, 0, 2, 2],
+            "timestamp": [1, 2, 3, 4, 5, 5],
+            "subsecond": [0, 0, 0, 0, 200, 900],
+        }
+    )
+    inter = Interactions.from_frame(frame, name="ms", meta={"time_resolution": "ms"})
+    split = chronological_split(inter, cuts=(3, 5))
+    test = split.test_targets
+    assert list(test.columns[-1:]) == ["subsecond"] and test["subsecond"].tolist() == [200, 900]
+    assert split.check_no_leakage()  # the two visits share (user, item, second)
+    whole = Interactions.from_frame(frame.drop(columns="subsecond"), name="s")
+    with pytest.raises(DataError, match="duplicate"):
+        chronological_split(whole, cuts=(3, 5))
 
 
 def test_leave_last_out_per_user():

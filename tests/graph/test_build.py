@@ -80,11 +80,23 @@ def test_region_from_events_mode_with_smallest_on_ties():
     assert g.meta.report["locations_without_coordinates"] == 3  # regions 0, 2, 4 are empty
 
 
-def test_items_region_wins_over_events_and_fills_unknown_items():
+def test_static_items_region_wins_over_events_and_fills_unknown_items():
+    items = TOY_ITEMS.assign(region=[np.nan, 7, np.nan, -1])
+    events = TOY_EVENTS.assign(region=[5, 3, 5, 4, 1, 1])
+    toy = make_toy(events, items)
+    static = toy.with_events(toy.events, meta={"static_item_columns": ["region"]})
+    g = build_graph(static, {"near_k": 0}).graph
+    assert edges(g, IN_LOCATION) == [(1, 7), (2, 3), (3, 1)]
+
+
+def test_undeclared_items_region_gives_way_to_the_events():
+    """An items column the events also carry, not declared static, may hold validation/test
+    information: the events' most frequent value is used instead (x: 5, 5; y: 3, 4 -> the
+    smaller; z: 1, 1; w has no event: unknown)."""
     items = TOY_ITEMS.assign(region=[np.nan, 7, np.nan, -1])
     events = TOY_EVENTS.assign(region=[5, 3, 5, 4, 1, 1])
     g = build_graph(make_toy(events, items), {"near_k": 0}).graph
-    assert edges(g, IN_LOCATION) == [(1, 7), (2, 3), (3, 1)]
+    assert edges(g, IN_LOCATION) == [(1, 5), (2, 3), (3, 1)]
 
 
 def test_locations_need_a_region_column():

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tests.models.helpers import make_interactions, random_split
-from tgraph.graph.training import training_heterograph
+from tgraph.graph.training import check_graph_leakage, training_heterograph
 
 
 def test_regions_are_fitted_on_training_items_only():
@@ -42,3 +42,11 @@ def test_drop_ntypes():
         training_heterograph(
             train, {"locations": False, "transitions": False}, drop_ntypes=["user"]
         )
+
+
+def test_nyc_training_graph_passes_the_feature_leakage_check(nyc_split, nyc_graph):
+    """The NYC graph's item positions are the POI file's (static), its categories unknown
+    (the STAN table has none), and every timed edge is a training check-in."""
+    checked = check_graph_leakage(nyc_split, nyc_graph)
+    assert checked["item_features"] == ["latlon"]
+    assert checked["edge_times"]["user-interacts-item"] == 113_013

@@ -11,9 +11,8 @@ import pytest
 
 import tgraph.models as models
 from tgraph.data import data_root
-from tgraph.data.protocols import getnext_nyc
+from tgraph.data.protocols import getnext_nyc, leave_last_out
 from tgraph.data.readers.movielens import read_movielens_100k
-from tgraph.data.split import leave_last_out
 from tgraph.eval.evaluator import Evaluator
 from tgraph.train.seed import seed_everything
 from tgraph.train.trainer import Trainer

@@ -11,8 +11,9 @@ import yaml
 from tests.runs.helpers import run_of, tiny
 from tgraph.compare import collect_runs, compare, leaderboard
 from tgraph.config import ExperimentConfig
+from tgraph.data.protocols import prepare_split
 from tgraph.errors import CompareError, RunDirError
-from tgraph.experiment import plan, prepare_split, run_experiment
+from tgraph.experiment import plan, run_experiment
 from tgraph.runs import Fingerprint, RunDir
 from tgraph.train.recipe import build_trainer
 

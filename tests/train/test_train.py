@@ -1,4 +1,8 @@
-"""Negative samplers, seeding, checkpoint resume, early stopping and a real-data run."""
+"""Negative samplers, seeding, checkpoint resume, early stopping, TensorBoard and log lines, a
+real-data run."""
+
+import logging
+import sys
 
 import numpy as np
 import pytest
@@ -6,6 +10,7 @@ import torch
 
 import tgraph.models as models
 from tests.models.helpers import make_interactions, random_split
+from tgraph.config import load_config
 from tgraph.data.geo import haversine
 from tgraph.data.paths import data_root
 from tgraph.errors import ConfigError
@@ -164,9 +169,8 @@ def test_unknown_trainer_option_raises():
 
 
 def test_real_data_nyc_markov_and_movielens_bprmf_beat_popularity(root):
-    from tgraph.data.protocols import getnext_nyc
+    from tgraph.data.protocols import getnext_nyc, leave_last_out
     from tgraph.data.readers.movielens import read_movielens_100k
-    from tgraph.data.split import leave_last_out
 
     nyc = getnext_nyc(root)
     metrics = ["acc@1", "acc@10", "mrr"]
@@ -179,3 +183,84 @@ def test_real_data_nyc_markov_and_movielens_bprmf_beat_popularity(root):
     options = dict(batch_size=1024, lr=5e-3, metrics=("recall@20",), valid_metric="recall@20")
     trainer = _fit(ml, "bprmf", 6, **options)
     assert trainer.evaluate("test").metrics["recall@20"] > base["recall@20"] + 0.02
+
+
+def _scalars(folder) -> dict[str, list[tuple[int, float]]]:
+    """``tag -> [(step, value), ...]`` of every event file in ``folder``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+    }
+
+
+def test_tensorboard_event_file_holds_the_curve_once_after_a_resume(tmp_path):
+    split = random_split()
+    run_dir = RunDir(tmp_path)
+    _fit(split, "bprmf", 2, eval_every=2, run_dir=run_dir, tensorboard=True)
+    trainer = _fit(split, "bprmf", 4, eval_every=2, run_dir=run_dir, tensorboard=True)
+    history = trainer.history
+    assert [r.epoch for r in history] == [1, 2, 3, 4]  # two sessions: epochs 1-2, then 3-4
+    scalars = _scalars(tmp_path / "tensorboard")
+    assert set(scalars) == {
+        "train/loss",
+        "train/lr",
+        "train/seconds",
+        "valid/recall@20",
+        "valid/ndcg@20",
+        "valid/seconds",
+    }
+    # each epoch once, although the first session had written epochs 1-2 already
+    assert scalars["train/loss"] == [(r.epoch, pytest.approx(r.loss)) for r in history]
+    assert scalars["train/lr"] == [(e, pytest.approx(0.01)) for e in (1, 2, 3, 4)]
+    # validated every second epoch only
+    assert scalars["valid/ndcg@20"] == [
+        (e, pytest.approx(history[e - 1].valid["ndcg@20"])) for e in (2, 4)
+    ]
+
+
+def test_tensorboard_scalars_of_a_refit_epoch():
+    from tgraph.runs import CurveRecord
+    from tgraph.train.tensorboard import scalars
+
+    record = CurveRecord(epoch=7, loss=0.5, train_s=2.0, lr=0.1, refit=True, refit_epoch=3)
+    assert scalars(record) == (3, {"refit/loss": 0.5, "refit/lr": 0.1, "refit/seconds": 2.0})
+    record = CurveRecord(epoch=0, valid={"mrr": 0.25}, eval_s=1.5)  # a statistical model
+    assert scalars(record) == (0, {"valid/mrr": 0.25, "valid/seconds": 1.5})
+
+
+def test_tensorboard_needs_the_extra_and_a_run_directory(monkeypatch):
+    split = random_split()
+    with pytest.raises(ConfigError, match=r"key 'train.tensorboard'.*run directory"):
+        Trainer(models.get("pop")(split), split, {"tensorboard": True})
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    with pytest.raises(ConfigError) as error:
+        Trainer(models.get("pop")(split), split, {"tensorboard": True})
+    message = str(error.value)
+    assert message.startswith("key 'train.tensorboard': TensorBoard is not installed")
+    assert "pip install 'tgraph[tensorboard]'" in message
+    # an experiment config fails at validation (before any data is read), keyed where written
+    with pytest.raises(ConfigError, match=r"^key 'models\[0\]\.train\.tensorboard': TensorBoard"):
+        load_config([], ["models=[{name: bprmf, train: {tensorboard: true}}]"])
+
+
+def test_one_log_line_per_epoch_when_progress_bars_are_off(caplog):
+    split = random_split()
+    with caplog.at_level(logging.INFO, logger="tgraph.train.trainer"):
+        trainer = _fit(split, "bprmf", 3, eval_every=2)
+    lines = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
+    first, second, third = trainer.history
+    best = max(second.valid["ndcg@20"], third.valid["ndcg@20"])
+    assert lines[:3] == [
+        f"epoch 1/3: loss {first.loss:.4f}, {first.train_s:.1f} s",
+        f"epoch 2/3: loss {second.loss:.4f}, valid ndcg@20 {second.valid['ndcg@20']:.4f} "
+        f"(best {second.valid['ndcg@20']:.4f} at epoch 2), {second.train_s + second.eval_s:.1f} s",
+        f"epoch 3/3: loss {third.loss:.4f}, valid ndcg@20 {third.valid['ndcg@20']:.4f} "
+        f"(best {best:.4f} at epoch {trainer.best_epoch}), {third.train_s + third.eval_s:.1f} s",
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tgraph.train.trainer"):
+        _fit(split, "bprmf", 2, progress=True)  # the tqdm bars show the progress instead
+    assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]

@@ -56,8 +56,8 @@ from tgraph.analysis.plots import new_figure, save_png
 from tgraph.config import ExperimentConfig, ModelEntry
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import deduplicate
+from tgraph.data.protocols import chronological_split
 from tgraph.data.queries import Queries
-from tgraph.data.split import chronological_split
 from tgraph.errors import DataError
 from tgraph.models.base import EmbeddingRecommender
 from tgraph.train.recipe import build_trainer

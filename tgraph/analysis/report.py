@@ -20,7 +20,7 @@ so concatenating would need a re-coding, and the training part is what models le
 Other parts are chosen with the reader's own ``part=...`` option.
 
 :func:`run_report` rebuilds the test split of a finished run directory from its recorded
-configuration (:func:`tgraph.experiment.prepare_split`) and writes the stratified metrics of
+configuration (:func:`tgraph.data.protocols.prepare_split`) and writes the stratified metrics of
 its per-query results (:func:`~tgraph.analysis.stratify.stratified_metrics`) with one bar
 chart per stratum and metric.
 """
@@ -38,6 +38,7 @@ import yaml
 
 from tgraph.analysis import evolution, patterns, spatial, stratify, temporal
 from tgraph.data.interactions import Interactions
+from tgraph.data.protocols import prepare_split
 from tgraph.errors import DataError
 from tgraph.runs import RunDir
 
@@ -375,7 +376,6 @@ def run_report(
     for ``metrics`` (default: the run's configured metrics). Returns ``{"table", "files"}``.
     """
     from tgraph.config import DatasetConfig, validate_model
-    from tgraph.experiment import prepare_split
 
     run = RunDir(run_dir)
     config = run.read_config()

@@ -3,9 +3,18 @@
 An :class:`Interactions` holds three pandas tables:
 
 ``events``
-    one row per interaction, sorted by ``timestamp`` (stable), with the required columns
+    one row per interaction, sorted by time (stable), with the required columns
     ``user``, ``item`` (contiguous int64 codes) and ``timestamp`` (int64 UTC seconds), and any
     of the optional columns in :data:`OPTIONAL_COLUMNS`.
+
+**Time.** ``timestamp`` is always whole UTC seconds (floored), the unit every later stage
+uses. A source with a finer clock keeps it exactly: ``meta["time_resolution"]`` names the unit
+(``"ms"``, ``"us"`` or ``"ns"``; absent or ``"s"``: whole seconds) and the ``subsecond``
+column holds the rest in that unit (``0 <= subsecond < 1000`` for ``"ms"``), so the exact
+time is ``timestamp + subsecond / TIME_UNITS[meta["time_resolution"]]``. Events are ordered
+and deduplicated on both columns. **Local time** is ``timestamp + 60 * tz_offset`` (minutes,
+per event, so daylight saving time is kept); every local-time feature goes through
+:meth:`Interactions.local_time` or :func:`tgraph.data.preprocess.time_features`.
 ``users`` / ``items``
     one row per user / item code (``index == code``) with at least ``raw_id``, the id used by
     the source file. ``items`` may carry ``lat``, ``lon``, ``category``, ``name``; ``users`` may
@@ -38,7 +47,10 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "weight": "f",  # interaction weight or rating
     "tz_offset": "i",  # minutes to add to UTC to get the local time of the event
     "trajectory": "O",  # trajectory / session id given by the source
+    "subsecond": "i",  # the time's rest below a second, in units of meta["time_resolution"]
 }
+#: time units finer than or equal to a second -> units per second
+TIME_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 COORDINATE_RANGES = {"lat": (-90.0, 90.0), "lon": (-180.0, 180.0)}
 
 
@@ -152,6 +164,27 @@ def require_columns(
         )
 
 
+def _check_subsecond(values: np.ndarray, meta: Mapping[str, Any], source: str) -> None:
+    resolution = meta.get("time_resolution")
+    if resolution not in TIME_UNITS or resolution == "s":
+        raise DataError(
+            f"events have a 'subsecond' column but meta['time_resolution'] is {resolution!r}",
+            source=source,
+            column="subsecond",
+            fix="set meta['time_resolution'] to 'ms', 'us' or 'ns'",
+        )
+    bad = (values < 0) | (values >= TIME_UNITS[resolution])
+    if bad.any():
+        row = _first_bad_row(bad)
+        raise DataError(
+            f"subsecond {values[row]} is outside [0, {TIME_UNITS[resolution]}) ({resolution})",
+            source=source,
+            column="subsecond",
+            row=row,
+            fix="keep whole seconds in 'timestamp' and only the rest in 'subsecond'",
+        )
+
+
 @dataclass
 class Interactions:
     """A validated event table plus its user and item id maps (see the module docstring)."""
@@ -203,7 +236,11 @@ class Interactions:
                     row=row,
                     fix="build the table with Interactions.from_frame, which assigns codes",
                 )
-        order = np.argsort(events["timestamp"].to_numpy(), kind="stable")
+        keys = [events["timestamp"].to_numpy()]
+        if "subsecond" in events.columns:
+            _check_subsecond(events["subsecond"].to_numpy(), self.meta, source)
+            keys.insert(0, events["subsecond"].to_numpy())  # lexsort: last key is primary
+        order = np.lexsort(keys)
         self.events = events.iloc[order].reset_index(drop=True)
 
     # ------------------------------------------------------------------ construction
@@ -285,11 +322,17 @@ class Interactions:
         )
 
     def local_time(self) -> pd.Series:
-        """Local wall-clock time of each event (UTC plus ``tz_offset`` when present)."""
+        """Local wall-clock time of each event (UTC plus ``tz_offset`` when present), with
+        its ``subsecond`` part when present."""
         seconds = self.events["timestamp"]
         if self.has("tz_offset"):
             seconds = seconds + self.events["tz_offset"] * 60
-        return pd.to_datetime(seconds, unit="s")
+        local = pd.to_datetime(seconds, unit="s")
+        if self.has("subsecond"):
+            per_second = TIME_UNITS[self.meta["time_resolution"]]
+            nanoseconds = self.events["subsecond"] * (1_000_000_000 // per_second)
+            local = local.dt.as_unit("ns") + pd.to_timedelta(nanoseconds, unit="ns")
+        return local
 
     def summary(self) -> dict[str, Any]:
         """Counts and time span, for logs and ``tgraph data describe``."""

@@ -6,7 +6,7 @@ dropped silently::
 
     inter, dedup = deduplicate(inter)
     inter, core = kcore(inter, user_k=10, item_k=10)          # also compacts ids
-    regions = fit_kmeans(*item_coordinates(train), k=50, seed=0)  # fit on training items only
+    regions = fit_kmeans(*item_coordinates(train), k=50, seed=0)  # training coordinates only
     inter, rep = add_regions(inter, regions)                  # assign every item and event
     feats = time_features(inter)                              # hour, weekday, slots (local time)
     src, dst, km = knn_pois(inter, k=10)                      # POI-POI haversine neighbours
@@ -46,10 +46,13 @@ __all__ = [
     "fit_grid",
     "fit_kmeans",
     "haversine",
+    "from_items_table",
+    "item_codes",
     "item_coordinates",
     "kcore",
     "knn_pois",
     "radius_pois",
+    "static_item_columns",
     "time_features",
 ]
 
@@ -68,7 +71,11 @@ def _active(codes: np.ndarray, size: int) -> int:
 def deduplicate(
     inter: Interactions, subset: tuple[str, ...] = ("user", "item", "timestamp")
 ) -> tuple[Interactions, dict[str, Any]]:
-    """Drop events that repeat an earlier event on all columns of ``subset`` (keeps the first)."""
+    """Drop events that repeat an earlier event on all columns of ``subset`` (keeps the first).
+
+    Times compare at the stored resolution: with ``timestamp`` in ``subset``, a
+    ``subsecond`` column is compared too, so two events 800 ms apart are not duplicates.
+    """
     missing = [c for c in subset if c not in inter.events.columns]
     if missing:
         raise DataError(
@@ -77,10 +84,14 @@ def deduplicate(
             column=missing[0],
             fix=f"choose subset columns among {list(inter.events.columns)}",
         )
+    subset = tuple(subset)
+    if "timestamp" in subset and inter.has("subsecond") and "subsecond" not in subset:
+        subset = (*subset, "subsecond")
     duplicated = inter.events.duplicated(subset=list(subset), keep="first").to_numpy()
     report = {
         "step": "deduplicate",
         "subset": list(subset),
+        "time_resolution": inter.meta.get("time_resolution", "s"),
         "events_before": len(inter),
         "dropped": int(duplicated.sum()),
         "events_after": int(len(inter) - duplicated.sum()),
@@ -244,13 +255,30 @@ def _coords_of(obj: Interactions | pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     return lat, lon
 
 
+def static_item_columns(inter: Interactions) -> frozenset[str]:
+    """Items-table columns the dataset declares static (``meta["static_item_columns"]``): read
+    from an item file (e.g. a POI table), not derived from the events."""
+    return frozenset(inter.meta.get("static_item_columns", ()))
+
+
+def from_items_table(inter: Interactions, column: str) -> bool:
+    """Whether ``inter.items[column]`` is used as it is: the column is declared static, or
+    the events lack it (so it cannot have been derived from them, validation and test
+    included). Otherwise the attribute is derived from ``inter``'s own events."""
+    return column in inter.items.columns and (
+        column in static_item_columns(inter) or not inter.has(column)
+    )
+
+
 def item_coordinates(inter: Interactions) -> tuple[np.ndarray, np.ndarray]:
     """Latitude and longitude of every item code.
 
-    From the items table when it has ``lat``/``lon``; otherwise the per-item median of the
-    events' coordinates (items without events then get NaN).
+    From the items table when it holds static coordinates (:func:`from_items_table`);
+    otherwise the per-item median of ``inter``'s events' coordinates (items without events
+    get NaN). Pass a split's training part: then validation/test positions of a POI never
+    reach a feature, a graph or a normalisation.
     """
-    if {"lat", "lon"} <= set(inter.items.columns):
+    if from_items_table(inter, "lat") and from_items_table(inter, "lon"):
         return inter.items["lat"].to_numpy(dtype=float), inter.items["lon"].to_numpy(dtype=float)
     if not (inter.has("lat") and inter.has("lon")):
         raise DataError(
@@ -262,6 +290,48 @@ def item_coordinates(inter: Interactions) -> tuple[np.ndarray, np.ndarray]:
     medians = inter.events.groupby("item")[["lat", "lon"]].median()
     medians = medians.reindex(range(inter.n_items))
     return medians["lat"].to_numpy(dtype=float), medians["lon"].to_numpy(dtype=float)
+
+
+def _mode_per_item(events: pd.DataFrame, column: str, n_items: int) -> np.ndarray:
+    """Most frequent value of ``column`` per item (ties: smallest value); -1 when unseen."""
+    counts = events.groupby(["item", column]).size().reset_index(name="n")
+    counts = counts.sort_values(["item", "n", column], ascending=[True, False, True])
+    first = counts.drop_duplicates("item")
+    out = np.full(n_items, -1, dtype=np.int64)
+    out[first["item"].to_numpy()] = first[column].to_numpy(dtype=np.int64)
+    return out
+
+
+def item_codes(inter: Interactions, column: str) -> np.ndarray | None:
+    """Per-item integer code of ``column`` (e.g. ``"category"``, ``"region"``); -1 unknown.
+
+    From the items table when it may be used as is (:func:`from_items_table`), its unknown
+    (missing or negative) codes filled with the most frequent value over ``inter``'s events;
+    otherwise that most frequent value alone (pass a split's training part). ``None`` when
+    neither table has the column.
+    """
+    in_items, in_events = from_items_table(inter, column), inter.has(column)
+    if not (in_items or in_events):
+        return None
+    codes = np.full(inter.n_items, -1, dtype=np.int64)
+    if in_items:
+        values = pd.to_numeric(inter.items[column], errors="coerce").to_numpy(dtype=np.float64)
+        known = np.isfinite(values) & (values >= 0)
+        if (values[known] % 1 != 0).any():
+            row = int(np.flatnonzero(known & (values % 1 != 0))[0])
+            raise DataError(
+                f"{column} code {values[row]} is not an integer",
+                source=f"{inter.source} (items table)",
+                column=column,
+                row=row,
+                fix=f"encode '{column}' as integer codes 0..n-1",
+            )
+        codes[known] = values[known].astype(np.int64)
+    if in_events:
+        events = inter.events[inter.events[column] >= 0]
+        missing = codes < 0
+        codes[missing] = _mode_per_item(events, column, inter.n_items)[missing]
+    return codes
 
 
 # ---------------------------------------------------------------------------- regions
@@ -417,6 +487,10 @@ def add_regions(
     items["region"] = item_region
     events = inter.events.copy()
     events["region"] = item_region[events["item"].to_numpy()]
+    meta = dict(inter.meta)
+    if from_items_table(inter, "lat") and from_items_table(inter, "lon"):
+        # regions of static coordinates are static: items without events keep theirs
+        meta["static_item_columns"] = sorted(static_item_columns(inter) | {"region"})
     per_region = np.bincount(item_region[known], minlength=regions.n_regions)
     report = {
         "step": "add_regions",
@@ -427,7 +501,7 @@ def add_regions(
         "empty_regions": int((per_region == 0).sum()),
         "items_per_region_max": int(per_region.max()),
     }
-    return inter.with_events(events, items=items), _log(report)
+    return inter.with_events(events, items=items, meta=meta), _log(report)
 
 
 # ---------------------------------------------------------------------------- neighbours

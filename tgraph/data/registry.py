@@ -17,7 +17,7 @@ from typing import Any
 
 from tgraph.data.paths import data_root
 from tgraph.data.readers._io import resolve
-from tgraph.errors import DatasetNotFoundError
+from tgraph.errors import ConfigError, DatasetNotFoundError
 
 
 @dataclass(frozen=True)
@@ -247,6 +247,18 @@ DATASETS: dict[str, DatasetSpec] = {
             ),
         ),
         DatasetSpec(
+            name="table",
+            folder="",
+            files=(),
+            reader=_lazy("tgraph.data.readers.generic:read_table_dataset"),
+            description="your own CSV / TSV / Parquet interaction table (gzip too), read by "
+            "tgraph.data.readers.read_table: exact ids, timezone kept as a per-event tz_offset",
+            options="path (absolute, or relative to the working directory), columns {user, item, "
+            "timestamp, lat, lon, category, ...}, sep, encoding, time_format, time_unit, "
+            "timezone | tz_column, item_columns, user_columns, name (see TableOptions)",
+            citation="",
+        ),
+        DatasetSpec(
             name="synthetic",
             folder="",
             files=(),
@@ -260,19 +272,42 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def register(spec: DatasetSpec) -> None:
-    """Add (or replace) a dataset so that configs can name it."""
+    """Add a dataset so that configs can name it (from a module the config ``imports``, or the
+    ``tgraph.datasets`` entry point group: :mod:`tgraph.plugins`). A name already taken by a
+    spec with another reader is a :class:`~tgraph.errors.ConfigError`: nothing is replaced but
+    the same definition run again (same reader module and name: a notebook cell re-run)."""
+    taken = DATASETS.get(spec.name)
+    if taken is not None and _reader_name(taken) != _reader_name(spec):
+        raise ConfigError(
+            f"dataset name {spec.name!r} is already registered (reader {_reader_name(taken)}), "
+            f"so the spec with reader {_reader_name(spec)} cannot take it",
+            fix="register the new dataset under another name",
+        )
     DATASETS[spec.name] = spec
 
 
+def _reader_name(spec: DatasetSpec) -> str:
+    name = getattr(spec.reader, "__qualname__", repr(spec.reader))
+    return name if ":" in name else f"{spec.reader.__module__}.{name}"  # _lazy: "module:function"
+
+
 def get_spec(name: str) -> DatasetSpec:
+    _load_plugins()
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known: {list_datasets()}")
     return DATASETS[name]
 
 
 def list_datasets() -> list[str]:
-    """Names of the registered datasets, sorted."""
+    """Names of the registered datasets (built-in, imported and installed plugins), sorted."""
+    _load_plugins()
     return sorted(DATASETS)
+
+
+def _load_plugins() -> None:
+    from tgraph.plugins import load_entry_points  # plugins register through this module
+
+    load_entry_points()
 
 
 def describe(name: str) -> dict[str, Any]:

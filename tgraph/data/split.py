@@ -6,15 +6,14 @@ A :class:`Split` keeps three event tables that share one id space (the same ``us
 normalisation, popularity) comes from ``split.train`` only; validation and test events are
 context available at inference time, strictly before each query's timestamp.
 
-Generic builders: :func:`chronological_split` (one global cut by time), :func:`leave_last_out`
-(per user), :func:`trajectories` (24-hour style sessions) and :func:`last_of_trajectory`
-(next-POI targets). Every builder checks the result with :meth:`Split.check_no_leakage`.
+The builders that make splits (presets and generic ones) live in :mod:`tgraph.data.protocols`;
+this module keeps the :class:`Split` type, its targets tables and the invariants
+(:meth:`Split.check_no_leakage`) every builder ends with.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +21,16 @@ import numpy as np
 import pandas as pd
 
 from tgraph.data.interactions import Interactions
+from tgraph.data.preprocess import from_items_table, item_codes, item_coordinates
 from tgraph.errors import DataError, LeakageError
-
-logger = logging.getLogger(__name__)
 
 TARGET_COLUMNS = ("query", "user", "item", "timestamp")
 EVENT_KEY = ("user", "item", "timestamp")
 #: values of :attr:`Split.time_order`
 TIME_ORDERS = ("global", "per_user", None)
+#: item attributes events carry: coordinates (per-item median) and codes (most frequent)
+COORDINATE_ATTRIBUTES = ("lat", "lon")
+CODE_ATTRIBUTES = ("category", "region")
 
 
 def empty_targets() -> pd.DataFrame:
@@ -140,7 +141,11 @@ class Split:
         chunks = np.split(pairs["item"].to_numpy(), starts[1:])
         return {int(users[s]): chunk for s, chunk in zip(starts, chunks, strict=False)}
 
-    def check_no_leakage(self) -> dict[str, Any]:
+    def check_no_leakage(
+        self,
+        item_features: Mapping[str, np.ndarray] | None = None,
+        edge_times: Mapping[str, np.ndarray] | None = None,
+    ) -> dict[str, Any]:
         """Raise :class:`LeakageError` unless the split is clean; return what was checked.
 
         Checks: (1) no validation/test event ``(user, item, timestamp // time_resolution)`` is
@@ -148,7 +153,17 @@ class Split:
         event of its part; (3) ``time_order == "global"``: every training event is strictly
         earlier than every validation/test event and target; ``"per_user"``: no training event
         of a user is later than that user's targets; (4) ``require_seen``: every target's user
-        and item occur in training.
+        and item occur in training; (5) item attributes the events carry (``lat``, ``lon``,
+        ``category``, ``region``) that sit in the items table without being declared static
+        (``meta["static_item_columns"]``) equal what the training events give (median
+        position, most frequent code; unknown for items without training events).
+
+        Features a model or graph uses are checked when given: ``item_features`` maps
+        ``"latlon"`` (``n_items x 2``), ``"lat"``, ``"lon"``, ``"category"`` or ``"region"``
+        to per-item values, which must equal :func:`~tgraph.data.preprocess.item_coordinates`
+        / :func:`~tgraph.data.preprocess.item_codes` of ``train`` (NaN and -1 for unknown);
+        ``edge_times`` maps a relation name to its edges' timestamps, each of which must be a
+        training event's (see :func:`tgraph.graph.training.check_graph_leakage`).
         """
         checked: dict[str, Any] = {}
         train = self.train.events
@@ -163,7 +178,7 @@ class Split:
                 row = int(np.flatnonzero(shared)[0])
                 raise LeakageError(
                     f"{int(shared.sum())} {name} event(s) are also training events, first "
-                    f"{inter.events.loc[row, list(EVENT_KEY)].to_dict()}",
+                    f"{inter.events.loc[row, event_key(inter.events)].to_dict()}",
                     source=self.protocol,
                     row=row,
                     fix="build train from events strictly outside the validation/test periods",
@@ -175,7 +190,11 @@ class Split:
                         "some test events are also validation events", source=self.protocol
                     )
             targets = self.targets(name)
-            missing = ~np.isin(_event_keys(targets, self.time_resolution), keys)
+            common = [c for c in event_key(inter.events) if c in targets.columns]
+            missing = ~np.isin(
+                _event_keys(targets, self.time_resolution, common),
+                _event_keys(inter.events, self.time_resolution, common),
+            )
             if missing.any():
                 raise LeakageError(
                     f"{int(missing.sum())} {name} target(s) are not {name} events",
@@ -189,6 +208,94 @@ class Split:
                 self._check_seen(name, targets)
         checked["time_order"] = self.time_order
         checked["require_seen"] = self.require_seen
+        checked["items_table_attributes"] = self._check_items_table()
+        if item_features:
+            checked["item_features"] = self._check_item_features(item_features)
+        if edge_times:
+            checked["edge_times"] = self._check_edge_times(edge_times)
+        return checked
+
+    def _training_attribute(self, name: str) -> np.ndarray:
+        """Per-item value of attribute ``name`` a model may use (:meth:`check_no_leakage`, (5))."""
+        if name in ("latlon", *COORDINATE_ATTRIBUTES):
+            lat, lon = item_coordinates(self.train)
+            return {"lat": lat, "lon": lon, "latlon": np.stack([lat, lon], axis=1)}[name]
+        codes = item_codes(self.train, name) if name in CODE_ATTRIBUTES else None
+        if codes is None:
+            raise DataError(
+                f"no training attribute {name!r} to check a feature against",
+                source=self.protocol,
+                column=name,
+                fix="check item features among 'latlon', 'lat', 'lon', 'category', 'region' "
+                "that the training part carries",
+            )
+        return codes
+
+    def _mismatch(self, what: str, name: str, actual: np.ndarray, expected: np.ndarray) -> None:
+        actual = np.asarray(actual, dtype=float)
+        expected = np.asarray(expected, dtype=float)
+        if actual.shape != expected.shape:
+            raise LeakageError(
+                f"{what} {name!r} has shape {actual.shape}, the training part gives "
+                f"{expected.shape}",
+                source=self.protocol,
+                column=name,
+                fix="one row per item code of the split",
+            )
+        same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
+        differs = ~same.reshape(len(same), -1).all(axis=1)
+        if differs.any():
+            item = int(np.flatnonzero(differs)[0])
+            raw = self.train.items["raw_id"].iloc[item]
+            raise LeakageError(
+                f"{what} {name!r} differs from the training events' value for "
+                f"{int(differs.sum())} item(s), first item {raw!r} (code {item}): "
+                f"{actual[item].tolist()} vs {expected[item].tolist()} from training; it was "
+                "derived from validation/test events",
+                source=self.protocol,
+                column=name,
+                row=item,
+                fix="derive item attributes from split.train (tgraph.data.preprocess."
+                "item_coordinates / item_codes), or declare an item table read from a static "
+                "file in meta['static_item_columns']",
+            )
+
+    def _check_items_table(self) -> list[str]:
+        items = self.train.items
+        checked = []
+        for name in (*COORDINATE_ATTRIBUTES, *CODE_ATTRIBUTES):
+            if name not in items.columns or from_items_table(self.train, name):
+                continue
+            if name in CODE_ATTRIBUTES:
+                values = pd.to_numeric(items[name], errors="coerce").to_numpy(dtype=float)
+                actual = np.where(np.isfinite(values) & (values >= 0), values, -1)
+            else:
+                actual = items[name].to_numpy(dtype=float)
+            self._mismatch("items column", name, actual, self._training_attribute(name))
+            checked.append(name)
+        return checked
+
+    def _check_item_features(self, features: Mapping[str, np.ndarray]) -> list[str]:
+        for name, values in features.items():
+            self._mismatch("item feature", name, values, self._training_attribute(name))
+        return sorted(features)
+
+    def _check_edge_times(self, edge_times: Mapping[str, np.ndarray]) -> dict[str, int]:
+        train_times = np.unique(self.train.events["timestamp"].to_numpy())
+        checked = {}
+        for relation, times in edge_times.items():
+            times = np.asarray(times, dtype=np.int64)
+            foreign = ~np.isin(times, train_times)
+            if foreign.any():
+                raise LeakageError(
+                    f"{int(foreign.sum())} edge(s) of relation {relation!r} carry a time that "
+                    f"is no training event's, first t={int(times[foreign][0])}",
+                    source=self.protocol,
+                    column="timestamp",
+                    row=int(np.flatnonzero(foreign)[0]),
+                    fix="build the graph from split.train only",
+                )
+            checked[relation] = len(times)
         return checked
 
     def _check_time(self, name: str, events: pd.DataFrame, targets: pd.DataFrame) -> None:
@@ -245,60 +352,29 @@ class Split:
         }
 
 
-def _event_keys(frame: pd.DataFrame, resolution: int) -> np.ndarray:
-    """One int64 key per ``(user, item, timestamp // resolution)`` row (exact, no hashing)."""
-    keys = frame[list(EVENT_KEY)].to_numpy(dtype=np.int64).copy()
+def event_key(frame: pd.DataFrame) -> list[str]:
+    """Columns that identify an event of ``frame``: :data:`EVENT_KEY`, plus ``subsecond`` when
+    the events keep a finer time (two events 800 ms apart are two events)."""
+    return [*EVENT_KEY, "subsecond"] if "subsecond" in frame.columns else list(EVENT_KEY)
+
+
+def _event_keys(
+    frame: pd.DataFrame, resolution: int, columns: Sequence[str] | None = None
+) -> np.ndarray:
+    """One exact key (no hashing) per row: ``(user, item, timestamp // resolution)`` and, at
+    whole-second resolution, ``subsecond`` when ``columns`` (default :func:`event_key`) has it."""
+    columns = list(columns or event_key(frame))
+    if resolution != 1 and "subsecond" in columns:
+        columns.remove("subsecond")  # coarser than a second: the rest below it cannot matter
+    keys = frame[columns].to_numpy(dtype=np.int64).copy()
     keys[:, 2] //= resolution
-    return keys.view([("", np.int64)] * 3).ravel()
-
-
-# ---------------------------------------------------------------------------------- helpers
-def require_no_duplicates(inter: Interactions) -> None:
-    duplicated = inter.events.duplicated(list(EVENT_KEY)).to_numpy()
-    if duplicated.any():
-        row = int(np.flatnonzero(duplicated)[0])
-        raise DataError(
-            f"{int(duplicated.sum())} exact duplicate event(s) (same user, item and timestamp)",
-            source=inter.source,
-            column="timestamp",
-            row=row,
-            fix="drop exact duplicates before splitting "
-            "(inter.with_events(inter.events.drop_duplicates(['user', 'item', 'timestamp'])))",
-        )
-
-
-def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
-    values = tuple(float(r) for r in ratios)
-    if (
-        len(values) != 3
-        or not all(np.isfinite(values))
-        or min(values) < 0
-        or values[0] <= 0
-        or values[2] <= 0
-        or abs(sum(values) - 1.0) > 1e-9
-    ):
-        raise DataError(
-            f"invalid ratios {tuple(ratios)!r}",
-            column="ratios",
-            fix="give three fractions (train, valid, test) >= 0 that sum to 1, "
-            "with train and test > 0",
-        )
-    return values
-
-
-def _part(inter: Interactions, mask: np.ndarray, name: str) -> Interactions:
-    if not mask.any():
-        raise DataError(
-            f"the {name} part is empty",
-            source=inter.source,
-            fix="change the ratios or cut timestamps so every part has events",
-        )
-    return inter.with_events(inter.events[mask], name=f"{inter.name}_{name}")
+    return keys.view([("", np.int64)] * len(columns)).ravel()
 
 
 def event_targets(events: pd.DataFrame, query: str = "event") -> pd.DataFrame:
     """Targets from events: one query per event (``"event"``) or per user (``"user"``)."""
-    targets = events[list(EVENT_KEY)].reset_index(drop=True)
+    key = event_key(events)
+    targets = events[key].reset_index(drop=True)
     if query == "event":
         ids = np.arange(len(targets), dtype=np.int64)
     elif query == "user":
@@ -307,191 +383,4 @@ def event_targets(events: pd.DataFrame, query: str = "event") -> pd.DataFrame:
         raise DataError(
             f"unknown query kind {query!r}", column="query", fix="use 'event' or 'user'"
         )
-    return targets.assign(query=ids)[list(TARGET_COLUMNS)]
-
-
-def drop_unseen(targets: pd.DataFrame, train: Interactions) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Drop targets whose user or item never occurs in ``train``; return the counts."""
-    user_seen = targets["user"].isin(train.events["user"]).to_numpy()
-    item_seen = targets["item"].isin(train.events["item"]).to_numpy()
-    keep = user_seen & item_seen
-    report = {
-        "before": len(targets),
-        "unseen_user": int((~user_seen).sum()),
-        "unseen_item": int((~item_seen).sum()),
-        "dropped": int((~keep).sum()),
-        "after": int(keep.sum()),
-    }
-    return targets[keep].reset_index(drop=True), report
-
-
-# ---------------------------------------------------------------------------------- builders
-def chronological_split(
-    inter: Interactions,
-    ratios: Sequence[float] = (0.8, 0.1, 0.1),
-    cuts: tuple[int, int] | None = None,
-    query: str = "event",
-) -> Split:
-    """One global cut by time: train ``< t_valid <=`` valid ``< t_test <=`` test.
-
-    With ``ratios`` the cut timestamps are those of the events at positions
-    ``ratio_train * n`` and ``(ratio_train + ratio_valid) * n`` of the time-sorted table; events
-    tied with a cut go to the later part, so every training event is strictly earlier than
-    every validation/test event (the realised fractions are in ``report``). ``cuts`` gives the
-    two timestamps directly. Every validation/test event is a target (``query``: see
-    :func:`event_targets`). Exact duplicate events raise (drop them first).
-    """
-    require_no_duplicates(inter)
-    ts = inter.events["timestamp"].to_numpy()
-    if cuts is None:
-        train_r, valid_r, _ = check_ratios(ratios)
-        n = len(ts)
-        t_valid = int(ts[min(n - 1, int(round(train_r * n)))])
-        t_test = int(ts[min(n - 1, int(round((train_r + valid_r) * n)))])
-    else:
-        t_valid, t_test = (int(c) for c in cuts)
-        if t_valid > t_test:
-            raise DataError(
-                f"cut timestamps {cuts} are not increasing",
-                column="cuts",
-                fix="give (t_valid, t_test)",
-            )
-    train = _part(inter, ts < t_valid, "train")
-    valid_mask = (ts >= t_valid) & (ts < t_test)
-    asked_valid = cuts is None and ratios[1] > 0
-    valid = _part(inter, valid_mask, "valid") if asked_valid or valid_mask.any() else None
-    test = _part(inter, ts >= t_test, "test")
-    report = {
-        "cut_valid": t_valid,
-        "cut_test": t_test,
-        "train_events": len(train),
-        "valid_events": 0 if valid is None else len(valid),
-        "test_events": len(test),
-        "train_fraction": len(train) / len(ts),
-    }
-    logger.info("chronological split: %s", report)
-    split = Split(
-        train=train,
-        valid=valid,
-        test=test,
-        valid_targets=empty_targets() if valid is None else event_targets(valid.events, query),
-        test_targets=event_targets(test.events, query),
-        mask_history=False,
-        protocol="chronological",
-        report=report,
-        time_order="global",
-        time_resolution=int(inter.meta.get("time_resolution_s", 1)),
-    )
-    split.report["leakage_checks"] = split.check_no_leakage()
-    return split
-
-
-def leave_last_out(
-    inter: Interactions, n_valid: int = 1, n_test: int = 1, mask_history: bool = False
-) -> Split:
-    """Per user: the last ``n_test`` events are test, the ``n_valid`` before them validation.
-
-    Users with at most ``n_valid + n_test`` events stay wholly in train (counted in
-    ``report["users_train_only"]``). Targets: one query per user. Ties in time keep the
-    table's (stable) order. Exact duplicate events raise (drop them first).
-    """
-    if n_valid < 0 or n_test < 1:
-        raise DataError(
-            f"n_valid={n_valid}, n_test={n_test}",
-            column="n_test",
-            fix="use n_valid >= 0, n_test >= 1",
-        )
-    require_no_duplicates(inter)
-    events = inter.events
-    users = events["user"].to_numpy()
-    counts = np.bincount(users, minlength=inter.n_users)[users]
-    order = np.lexsort((np.arange(len(users)), users))  # user, then time order (table is sorted)
-    rank_from_end = np.empty(len(users), dtype=np.int64)
-    position = np.arange(len(users)) - np.searchsorted(users[order], users[order])
-    rank_from_end[order] = counts[order] - 1 - position
-    eligible = counts > n_valid + n_test
-    test_mask = eligible & (rank_from_end < n_test)
-    valid_mask = eligible & (rank_from_end >= n_test) & (rank_from_end < n_test + n_valid)
-    train = _part(inter, ~(test_mask | valid_mask), "train")
-    valid = _part(inter, valid_mask, "valid") if n_valid else None
-    test = _part(inter, test_mask, "test")
-    report = {
-        "train_events": len(train),
-        "valid_events": int(valid_mask.sum()),
-        "test_events": int(test_mask.sum()),
-        "users_train_only": int(np.unique(users[~eligible]).size),
-    }
-    logger.info("leave-last-out split: %s", report)
-    split = Split(
-        train=train,
-        valid=valid,
-        test=test,
-        valid_targets=empty_targets() if valid is None else event_targets(valid.events, "user"),
-        test_targets=event_targets(test.events, "user"),
-        mask_history=mask_history,
-        protocol="leave_last_out",
-        report=report,
-        time_order="per_user",
-        time_resolution=int(inter.meta.get("time_resolution_s", 1)),
-    )
-    split.report["leakage_checks"] = split.check_no_leakage()
-    return split
-
-
-def trajectories(
-    inter: Interactions, gap_hours: float = 24.0, prefix: str = ""
-) -> tuple[Interactions, dict[str, Any]]:
-    """Add a ``trajectory`` column: each user's events cut where the gap exceeds ``gap_hours``.
-
-    Ids are ``f"{prefix}{user}_{k}"`` (user code, k-th trajectory of that user from 0). No
-    event is dropped; the report counts trajectories and those of a single event.
-    """
-    if not gap_hours > 0:
-        raise DataError(f"gap_hours={gap_hours}", column="gap_hours", fix="use a positive number")
-    events = inter.events
-    order = np.lexsort((np.arange(len(events)), events["user"].to_numpy()))
-    users = events["user"].to_numpy()[order]
-    ts = events["timestamp"].to_numpy()[order]
-    new_user = np.r_[True, users[1:] != users[:-1]]
-    new_traj = new_user | np.r_[False, np.diff(ts) > gap_hours * 3600]
-    traj_index = np.cumsum(new_traj) - 1
-    user_first = np.maximum.accumulate(np.where(new_user, traj_index, 0))
-    k = traj_index - user_first
-    ids = np.empty(len(events), dtype=object)
-    ids[order] = [f"{prefix}{u}_{j}" for u, j in zip(users.tolist(), k.tolist(), strict=True)]
-    sizes = np.bincount(traj_index)
-    report: dict[str, Any] = {
-        "gap_hours": gap_hours,
-        "events": len(events),
-        "trajectories": int(len(sizes)),
-        "single_event_trajectories": int((sizes == 1).sum()),
-        "mean_length": float(sizes.mean()),
-    }
-    if inter.has("trajectory"):
-        report["replaced_column"] = "trajectory"
-    logger.info("trajectories: %s", report)
-    return inter.with_events(events.assign(trajectory=ids)), report
-
-
-def last_of_trajectory(events: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Next-POI targets: the last event of each trajectory with at least two events.
-
-    The earlier events of the trajectory are the query's context, so the first event of a
-    trajectory is never a target. Events must be time-sorted (as in :class:`Interactions`).
-    Returns the targets (``query`` numbered in time order, plus ``trajectory``) and counts.
-    """
-    if "trajectory" not in events.columns:
-        raise DataError(
-            "events have no trajectory column", column="trajectory", fix="call trajectories() first"
-        )
-    sizes = events.groupby("trajectory", sort=False)["user"].transform("size").to_numpy()
-    last = ~events.duplicated("trajectory", keep="last").to_numpy()
-    chosen = events[last & (sizes >= 2)]
-    targets = chosen[[*EVENT_KEY, "trajectory"]].reset_index(drop=True)
-    targets.insert(0, "query", np.arange(len(targets), dtype=np.int64))
-    report = {
-        "trajectories": int(last.sum()),
-        "single_event_trajectories": int((last & (sizes < 2)).sum()),
-        "targets": len(targets),
-    }
-    return targets, report
+    return targets.assign(query=ids)[[*TARGET_COLUMNS, *key[len(EVENT_KEY) :]]]

@@ -406,5 +406,11 @@ def generate(
         items=items,
         name="synthetic",
         source=f"synthetic(seed={seed})",
-        meta={"generator": __name__, "params": params, "planted": planted},
+        meta={
+            "generator": __name__,
+            "params": params,
+            "planted": planted,
+            # the generator's POI table (events carry jittered positions)
+            "static_item_columns": ["lat", "lon", "category", "region", "popularity"],
+        },
     )

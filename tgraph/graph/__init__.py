@@ -16,7 +16,7 @@ from tgraph.graph.temporal import (
     sample_recent_neighbors,
     snapshots,
 )
-from tgraph.graph.training import has_coordinates, training_heterograph
+from tgraph.graph.training import check_graph_leakage, has_coordinates, training_heterograph
 
 __all__ = [
     "GraphMeta",
@@ -26,6 +26,7 @@ __all__ = [
     "TemporalNeighbors",
     "add_degree_norm",
     "build_graph",
+    "check_graph_leakage",
     "events_block",
     "graph_before",
     "graph_between",

@@ -26,7 +26,13 @@ import torch
 from tgraph.config import validate_model
 from tgraph.data.geo import haversine
 from tgraph.data.interactions import Interactions
-from tgraph.data.preprocess import item_coordinates, knn_pois, radius_pois, time_features
+from tgraph.data.preprocess import (
+    item_codes,
+    item_coordinates,
+    knn_pois,
+    radius_pois,
+    time_features,
+)
 from tgraph.errors import DataError
 from tgraph.graph.hetero import GraphMeta, TemporalHeteroGraph, time_span
 from tgraph.graph.spec import (
@@ -47,44 +53,6 @@ from tgraph.graph.spec import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------- item attributes
-def _mode_per_item(events: pd.DataFrame, column: str, n_items: int) -> np.ndarray:
-    """Most frequent value of ``column`` per item (ties: smallest value); -1 when unseen."""
-    counts = events.groupby(["item", column]).size().reset_index(name="n")
-    counts = counts.sort_values(["item", "n", column], ascending=[True, False, True])
-    first = counts.drop_duplicates("item")
-    out = np.full(n_items, -1, dtype=np.int64)
-    out[first["item"].to_numpy()] = first[column].to_numpy(dtype=np.int64)
-    return out
-
-
-def _item_codes(train: Interactions, column: str) -> np.ndarray | None:
-    """Per-item integer code from ``items[column]``, filled from the events' mode; ``None`` if
-    neither table has the column. Missing or negative values mean unknown (-1)."""
-    in_items, in_events = column in train.items.columns, train.has(column)
-    if not (in_items or in_events):
-        return None
-    codes = np.full(train.n_items, -1, dtype=np.int64)
-    if in_items:
-        values = pd.to_numeric(train.items[column], errors="coerce").to_numpy(dtype=np.float64)
-        known = np.isfinite(values) & (values >= 0)
-        if (values[known] % 1 != 0).any():
-            row = int(np.flatnonzero(known & (values % 1 != 0))[0])
-            raise DataError(
-                f"{column} code {values[row]} is not an integer",
-                source=f"{train.source} (items table)",
-                column=column,
-                row=row,
-                fix=f"encode '{column}' as integer codes 0..n-1",
-            )
-        codes[known] = values[known].astype(np.int64)
-    if in_events:
-        events = train.events[train.events[column] >= 0]
-        missing = codes < 0
-        codes[missing] = _mode_per_item(events, column, train.n_items)[missing]
-    return codes
 
 
 # ---------------------------------------------------------------------- relations
@@ -207,7 +175,7 @@ def _coordinates(train: Interactions, parts: _Parts) -> None:
 
 def _locations(train: Interactions, spec: GraphSpec, parts: _Parts) -> None:
     """``location`` nodes, ``in_location``, ``visits`` and ``near``."""
-    region = _item_codes(train, "region")
+    region = item_codes(train, "region")
     if region is None:
         raise DataError(
             "the graph spec asks for locations but there is no 'region' column in the "
@@ -259,7 +227,7 @@ def _locations(train: Interactions, spec: GraphSpec, parts: _Parts) -> None:
 
 def _categories(train: Interactions, spec: GraphSpec, parts: _Parts) -> None:
     """Item ``category`` feature; ``category`` nodes and ``of_category`` when asked for."""
-    category = _item_codes(train, "category")
+    category = item_codes(train, "category")
     if category is not None:
         parts.ndata[ITEM]["category"] = torch.tensor(category)
     if not spec.categories:

@@ -17,9 +17,10 @@ import numpy as np
 from tgraph.config import validate_model
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import add_regions, fit_kmeans, item_coordinates
+from tgraph.data.split import Split
 from tgraph.graph.build import build_graph
 from tgraph.graph.hetero import TemporalHeteroGraph
-from tgraph.graph.spec import GraphSpec
+from tgraph.graph.spec import ITEM, GraphSpec
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +72,19 @@ def training_heterograph(
             raise ValueError(f"dropping node types {list(drop_ntypes)} leaves no relation")
         graph = graph.with_graph(dgl.edge_type_subgraph(graph.graph, keep))
     return graph
+
+
+def check_graph_leakage(split: Split, graph: TemporalHeteroGraph) -> dict[str, Any]:
+    """:meth:`Split.check_no_leakage` extended to a graph built for ``split``: its item node
+    features ``latlon`` and ``category`` must be the training part's (not positions or
+    categories seen in validation/test), and every timed edge's ``timestamp`` a training
+    event's. Returns what was checked."""
+    g = graph.graph
+    data = g.nodes[ITEM].data if ITEM in g.ntypes else {}
+    features = {n: data[n].cpu().numpy() for n in ("latlon", "category") if n in data}
+    edge_times = {
+        "-".join(et): g.edges[et].data["timestamp"].cpu().numpy()
+        for et in g.canonical_etypes
+        if "timestamp" in g.edges[et].data
+    }
+    return split.check_no_leakage(item_features=features, edge_times=edge_times)

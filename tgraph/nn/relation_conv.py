@@ -41,7 +41,8 @@ class RelationConv(nn.Module):
     the sum (it is linear). There is no non-linearity: models add their own.
 
     Args:
-        in_dim / out_dim: feature sizes (every node type shares them).
+        in_dim: input feature size (every node type shares it).
+        out_dim: output feature size (every node type shares it).
         ntypes: node types that get an output (and a self weight :math:`W_0^{\tau}`).
         etypes: canonical relations of the graph to propagate over; one :math:`W_r` each.
         norm: ``"right"``, ``"both"`` or ``"none"``.

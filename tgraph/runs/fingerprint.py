@@ -27,7 +27,7 @@ from typing import Any
 from tgraph.runs.records import Amendment
 
 #: options that cannot change a run's results: left out of fingerprints
-IGNORED = frozenset({"train.progress", "train.eval_batch_size"})
+IGNORED = frozenset({"train.progress", "train.eval_batch_size", "train.tensorboard"})
 #: options that may change on resume (recorded as amendments)
 AMENDABLE = frozenset(
     {

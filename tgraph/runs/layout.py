@@ -13,6 +13,7 @@ Layout of ``<output_dir>/<experiment>/<dataset>/<label>/seed<k>/``::
     per_query.csv      per-query test metrics, for significance tests
     per_query_streaming.csv  per-query test metrics and latency of the streaming evaluation
                        (``eval.mode: streaming``), rows as in per_query.csv
+    tensorboard/       the curve as TensorBoard scalars (``train.tensorboard: true``)
     analysis/          stratified metrics (``tgraph analyse run``), written on demand
     serve/events.jsonl the events ``tgraph serve`` ingested (append-only log, replayed on start)
     metrics.json       the results (:class:`~tgraph.runs.records.RunMetrics`); written last:
@@ -82,6 +83,11 @@ class RunLayout:
     def serve_log(self) -> Path:
         """The event log of ``tgraph serve`` (:class:`tgraph.serve.log.EventLog`)."""
         return self.path / "serve" / "events.jsonl"
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard event files of the curve (:mod:`tgraph.train.tensorboard`)."""
+        return self.path / "tensorboard"
 
     @property
     def analysis(self) -> Path:

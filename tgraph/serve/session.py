@@ -2,7 +2,7 @@
 
 :func:`load` rebuilds what the run was trained on and with, the way ``tgraph analyse run``
 does: the split from the run's recorded ``dataset`` section
-(:func:`tgraph.experiment.prepare_split`), the model from its typed configuration (seeded
+(:func:`tgraph.data.protocols.prepare_split`), the model from its typed configuration (seeded
 with the run's seed), then its weights -- ``refit.pt`` after the model observed train plus
 validation events when the run was refitted, else ``best.pt``; statistical models are fitted
 on the training events. The session's history is every event of the split (train, validation
@@ -39,6 +39,7 @@ import torch
 
 from tgraph import models
 from tgraph.config import DatasetConfig, validate_model
+from tgraph.data.protocols import prepare_split
 from tgraph.data.split import Split
 from tgraph.errors import DataError, RunDirError
 from tgraph.models.base import Recommender
@@ -305,8 +306,6 @@ def load(
     """A :class:`Session` of the finished run in ``run_dir`` (module docstring); ``root`` is
     the data root (default ``$TGRAPH_DATA``); with ``log``, ingested events are appended to
     that file and the batches it already holds are ingested first."""
-    from tgraph.experiment import prepare_split
-
     run = RunDir(run_dir)
     if not run.finished:
         raise RunDirError(f"{run.path} holds no finished run (no {run.layout.FINISHED})")

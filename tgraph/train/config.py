@@ -7,9 +7,10 @@ to the run (``seeds``, ``device`` and the run directory) and are given to the tr
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from tgraph.config import StrictModel
 from tgraph.eval.metrics import parse
@@ -62,7 +63,21 @@ class TrainConfig(StrictModel):
     #: after selection, retrain from scratch on train + valid
     refit: bool = False
     eval_batch_size: PositiveInt = 1024
+    #: tqdm bars; without them, one log line per epoch (loss, validation metric, seconds)
     progress: bool = True
+    #: per-epoch curves also to ``<run_dir>/tensorboard/`` (the optional extra ``tensorboard``)
+    tensorboard: bool = False
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, value: bool) -> bool:
+        # checked here, so that a config asking for it fails before any training
+        if value and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "TensorBoard is not installed: it is the optional extra 'tensorboard' "
+                "(fix: pip install 'tgraph[tensorboard]', or set train.tensorboard: false)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _valid_metric_is_computed(self) -> TrainConfig:

@@ -24,6 +24,10 @@ checkpoint's history before training continues, so epochs recorded after the las
 from the checkpoint's only in :data:`~tgraph.runs.fingerprint.AMENDABLE` keys; a changed
 learning rate or weight decay is set on the optimizer explicitly (its restored state would
 keep the old values), and every change is recorded on the next curve record.
+
+With ``train.tensorboard`` the records also go to the run directory's TensorBoard folder
+(:mod:`tgraph.train.tensorboard`); with ``progress`` off (no tqdm bars) each record is logged
+as one line: epoch, loss, the validation metric and the epoch's seconds.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from tgraph.config import validate_model
 from tgraph.data.interactions import Interactions
 from tgraph.data.queries import Queries, build_queries, context_events, history_index
 from tgraph.data.split import Split
-from tgraph.errors import RunDirError
+from tgraph.errors import ConfigError, RunDirError
 from tgraph.eval.evaluator import EvalResult, Evaluator
 from tgraph.models.base import Batch, Recommender
 from tgraph.runs.fingerprint import AMENDABLE, IGNORED, flatten
@@ -53,6 +57,7 @@ from tgraph.train.checkpoint import load_checkpoint, save_checkpoint
 from tgraph.train.config import TrainConfig
 from tgraph.train.negatives import NegativeSampler, make_sampler
 from tgraph.train.seed import seed_everything
+from tgraph.train.tensorboard import TensorBoardCurve
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +136,12 @@ class Trainer:
         cfg = self.config
         if cfg.refit and rebuild is None:
             raise ValueError("train.refit needs the model's recipe: pass rebuild=")
+        if cfg.tensorboard and run_dir is None:
+            raise ConfigError(
+                "TensorBoard curves are written into the run directory, and there is none",
+                key="train.tensorboard",
+                fix="pass run_dir= to the Trainer (tgraph run does), or set it to false",
+            )
         self.seed = seed
         self.run_dir = run_dir
         self.rebuild = rebuild
@@ -141,6 +152,7 @@ class Trainer:
         self.split = split
         self.evaluator = Evaluator(split, "valid", cfg.metrics, cfg.eval_batch_size)
         self.history: list[CurveRecord] = []
+        self._board: TensorBoardCurve | None = None  # open during fit with train.tensorboard
         self._amendments: list[Amendment] = []  # made on resume, recorded with the next epoch
         self.best_value = -np.inf
         self.best_epoch = -1
@@ -231,12 +243,25 @@ class Trainer:
         ``on_epoch(record)`` is called after every validation with that epoch's record (e.g.
         to report to an Optuna trial); an exception it raises stops training.
         """
-        cfg = self.config
         last = None if self.run_dir is None else self.run_dir.layout.last_checkpoint
         if resume and self.model.needs_training and last is not None and last.exists():
             self._resume(last)
         if self.run_dir is not None:
             self.run_dir.write_curve(self.history)
+            if self.config.tensorboard:
+                self._board = TensorBoardCurve(self.run_dir.layout.tensorboard, self.history)
+        try:
+            return self._fit(last, on_epoch)
+        finally:
+            if self._board is not None:
+                self._board.close()
+                self._board = None
+
+    def _fit(
+        self, last: Path | None, on_epoch: Callable[[CurveRecord], None] | None
+    ) -> list[CurveRecord]:
+        """The loop of :meth:`fit` (``last``: the checkpoint rewritten after every epoch)."""
+        cfg = self.config
         if not self.model.needs_training:
             self.model.fit(self.split.train)
             result = self.evaluator.evaluate(self.model)
@@ -385,6 +410,30 @@ class Trainer:
         self.history.append(record)
         if self.run_dir is not None:
             self.run_dir.append_curve(record)
+        if self._board is not None:
+            self._board.write(record)
+        if not self.config.progress:
+            log.info(self._summary(record))
+
+    def _summary(self, record: CurveRecord) -> str:
+        """One line for ``record``: ``epoch 3/100: loss 0.4123, valid ndcg@20 0.1234 (best
+        0.1300 at epoch 2), 1.2 s``."""
+        cfg = self.config
+        if record.refit:
+            head = f"refit epoch {record.refit_epoch}/{self.best_epoch}"
+        elif self.model.needs_training:
+            head = f"epoch {record.epoch}/{cfg.epochs}"
+        else:
+            head = "fit"
+        parts = [] if record.loss is None else [f"loss {record.loss:.4f}"]
+        if record.validated:
+            metric = cfg.valid_metric
+            best = f"best {self.best_value:.4f} at epoch {record.best_epoch}"
+            parts.append(f"valid {metric} {record.valid[metric]:.4f} ({best})")
+        seconds = (record.train_s or 0.0) + (record.eval_s or 0.0)
+        if record.train_s is not None or record.eval_s is not None:
+            parts.append(f"{seconds:.1f} s")
+        return f"{head}: {', '.join(parts)}"
 
     def _state(self) -> dict[str, Any]:
         return {

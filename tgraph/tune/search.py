@@ -22,9 +22,9 @@ from typing import Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tgraph.data.protocols import prepare_split
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError, StudyError
-from tgraph.experiment import prepare_split
 from tgraph.runs import CurveRecord, RunDir
 from tgraph.tune.sampler import ContinuingSampler
 from tgraph.tune.spec import StudySpec, differing_keys

@@ -22,7 +22,7 @@ from tgraph.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 #: trainer options that change no trial's value, so searching them would waste trials
-_UNSEARCHABLE_TRAIN = frozenset({"progress"})
+_UNSEARCHABLE_TRAIN = frozenset({"progress", "tensorboard"})
 
 
 class ParamSpec(StrictModel):

@@ -154,7 +154,7 @@ class StudySpec:
             "model": {
                 "name": self.entry.name,
                 "config": run.model_config.model_dump(mode="json"),
-                "train": run.train.model_dump(mode="json", exclude={"progress"}),
+                "train": run.train.model_dump(mode="json", exclude={"progress", "tensorboard"}),
             },
             "search_seed": self.search_seed,
             "dataset": e.dataset.model_dump(mode="json"),

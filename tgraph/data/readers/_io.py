@@ -15,6 +15,7 @@ import re
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,11 +29,18 @@ _EPOCH = pd.Timestamp(0, tz="UTC")
 
 
 def resolve(path: str | os.PathLike) -> Path:
-    """``path`` if it exists, else ``path.gz``; raise :class:`DatasetNotFoundError` otherwise."""
+    """``path`` if it exists, else ``path.gz``; raise :class:`DatasetNotFoundError` when
+    neither exists and :class:`DataError` when both do (they may differ: which one is meant?)."""
     path = Path(path)
+    gz = path.with_name(path.name + ".gz")
+    if path.is_file() and gz.is_file():
+        raise DataError(
+            f"both {path.name} and {gz.name} exist in {path.parent}; they may hold different data",
+            source=str(path),
+            fix=f"remove or rename one of {path} and {gz}",
+        )
     if path.is_file():
         return path
-    gz = path.with_name(path.name + ".gz")
     if gz.is_file():
         return gz
     raise DatasetNotFoundError(
@@ -190,24 +198,91 @@ def parse_int(
     high: int | None = None,
     fix: str | None = None,
 ) -> np.ndarray:
-    """Column as int64; optionally checked to lie in ``[low, high]``."""
+    """Column as exact int64 (never through float64: ids above 2**53 stay distinct);
+    optionally checked to lie in ``[low, high]``. Text must be written as an integer
+    (``"7"``, ``"-240"``; not ``"7.0"``); a float column must hold integers below 2**53."""
     raw = frame[column]
+    problem = "expected an integer, found {value!r}"
     if pd.api.types.is_integer_dtype(raw.dtype):
         values = raw.to_numpy(dtype=np.int64)
-    else:
-        numeric = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    elif pd.api.types.is_float_dtype(raw.dtype):
+        numeric = raw.to_numpy(dtype=np.float64, na_value=np.nan)
         fail_at(
-            ~np.isfinite(numeric) | (numeric % 1 != 0),
+            ~np.isfinite(numeric) | (numeric % 1 != 0) | (np.abs(numeric) > FLOAT_EXACT),
             raw,
-            "expected an integer, found {value!r}",
+            problem + " (a float column holds integers exactly only up to 2**53)",
+            column=column,
+            lines=lines,
+            source=source,
+            fix=fix or f"store '{column}' as integers",
+        )
+        values = numeric.astype(np.int64)
+    else:
+        text = raw.astype(object).where(raw.notna(), "").astype(str).str.strip()
+        exact = integer_text(text)
+        fail_at(
+            ~exact,
+            raw,
+            problem,
             column=column,
             lines=lines,
             source=source,
             fix=fix or f"write '{column}' as an integer on every line",
         )
-        values = numeric.astype(np.int64)
+        values = text.astype(np.int64).to_numpy()
     _check_range(values, column, low, high, lines, source, fix)
     return values
+
+
+#: the largest integer a float64 holds exactly together with its neighbours
+FLOAT_EXACT = 2**53
+_INT64_MAX = str(np.iinfo(np.int64).max)
+
+
+def integer_text(text: pd.Series, *, canonical: bool = False) -> np.ndarray:
+    """Which strings are integers that fit int64 (``canonical``: written the one way ``str(int)``
+    writes them, so that reading them as integers merges no two distinct strings)."""
+    pattern = r"-?(?:0|[1-9][0-9]*)" if canonical else r"[+-]?[0-9]+"
+    ok = text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+    digits = text.str.lstrip("+-").str.lstrip("0")
+    width = digits.str.len().to_numpy(dtype=np.int64)
+    larger = (digits > _INT64_MAX).to_numpy(dtype=bool)  # same width: text order is numeric order
+    return ok & ~((width > len(_INT64_MAX)) | ((width == len(_INT64_MAX)) & larger))
+
+
+def parse_ids(
+    frame: pd.DataFrame, column: str, lines: np.ndarray, source: str
+) -> tuple[np.ndarray, dict[str, int | str]]:
+    """Raw ids, mapped exactly: two different ids in the file stay two ids.
+
+    Integer columns stay int64. Text ids become int64 only when every id is written as
+    ``str(int)`` writes it (so ``"007"`` and ``"7"``, or ``"1"`` and ``"1.0"``, stay distinct
+    strings) and fits int64; otherwise all ids are kept as strings. Surrounding whitespace is
+    stripped (counted). A float column is refused: floats merge ids above 2**53.
+    Returns the ids and a report (``type``, ``distinct``, ``whitespace_stripped``).
+    """
+    raw = frame[column]
+    if pd.api.types.is_float_dtype(raw.dtype):
+        raise DataError(
+            "ids are stored as floating-point numbers, which cannot keep every id exact",
+            source=source,
+            column=column,
+            fix=f"store '{column}' as integers or strings",
+        )
+    if pd.api.types.is_integer_dtype(raw.dtype) and raw.dtype != np.uint64:
+        values = raw.to_numpy(dtype=np.int64)
+        return values, {"type": "int64", "distinct": int(len(np.unique(values))), "stripped": 0}
+    text = raw.astype(object).where(raw.notna(), "").astype(str)
+    stripped = require_text(pd.DataFrame({column: text}), column, lines, source)
+    report: dict[str, int | str] = {"stripped": int((stripped != text).sum())}
+    if integer_text(stripped, canonical=True).all():
+        values = stripped.astype(np.int64).to_numpy()
+        report["type"] = "int64"
+    else:
+        values = stripped.to_numpy(dtype=object)
+        report["type"] = "string"
+    report["distinct"] = int(pd.Index(values).nunique())
+    return values, report
 
 
 def parse_float(
@@ -284,6 +359,33 @@ def utc_seconds(stamps: pd.Series) -> np.ndarray:
     return ((stamps - _EPOCH) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
 
 
+#: a date written day and month first or month and day first: ``03/04/2012``, ``3.4.12``
+_NUMERIC_DATE = r"\s*(\d{1,2})([/.-])(\d{1,2})\2\d{2,4}(?:\D.*)?"
+
+
+def _day_first(raw: pd.Series, column: str, source: str) -> bool | None:
+    """Whether ``d/d/y`` dates are day first (None: not such dates); raise when every row
+    reads both ways, since then the file cannot tell ``03/04`` (3 April or 4 March)."""
+    parts = raw.astype(str).str.extract("^" + _NUMERIC_DATE + "$")
+    if parts[0].isna().any():
+        return None
+    first, second = parts[0].astype(int), parts[2].astype(int)
+    if first.max() > 12:
+        return True
+    if second.max() > 12:
+        return False
+    if (first != second).any():
+        row = int(np.flatnonzero((first != second).to_numpy())[0])
+        raise DataError(
+            f"the dates are ambiguous: every day and month is <= 12, so {raw.iloc[row]!r} may be "
+            "day first or month first",
+            source=source,
+            column=column,
+            fix="pass time_format, e.g. '%d/%m/%Y %H:%M' or '%m/%d/%Y %H:%M'",
+        )
+    return False
+
+
 def parse_datetime(
     raw: pd.Series,
     column: str,
@@ -291,32 +393,45 @@ def parse_datetime(
     source: str,
     *,
     format: str | None = None,
-    timezone: str = "UTC",
+    zones: str | np.ndarray = "UTC",
 ) -> np.ndarray:
-    """Datetime strings -> int64 UTC seconds.
+    """Datetime strings (or a datetime column) -> int64 UTC nanoseconds (fractions kept).
 
     Strings with an explicit offset are converted to UTC; naive strings are read as wall
-    time in ``timezone`` (an IANA name such as ``"America/New_York"``). A wall time repeated
-    by a daylight-saving change is read as standard time; one skipped by it is moved forward.
+    time in ``zones`` (one IANA name such as ``"America/New_York"``, or one per row). A wall
+    time repeated by a daylight-saving change is read as standard time; one skipped by it is
+    moved forward. Without ``format``: ISO 8601 strings are read as such, ``d/d/y`` dates
+    must not be ambiguous (see :func:`_day_first`), other layouts are inferred by pandas.
     """
-    try:
-        stamps = pd.to_datetime(raw, format=format, errors="coerce")
-    except ValueError:  # strings with different UTC offsets
-        stamps = pd.to_datetime(raw, format=format, errors="coerce", utc=True)
+    if pd.api.types.is_datetime64_any_dtype(raw.dtype):
+        stamps = raw
+    else:
+        raw = raw.astype(object).where(raw.notna(), "").astype(str).str.strip()
+        day_first = _day_first(raw, column, source) if format is None else None
+        stamps = _to_datetime(raw, format, day_first)
+    bad = stamps.isna().to_numpy()
     if stamps.dt.tz is None:
-        try:
-            stamps = stamps.dt.tz_localize(
-                timezone, ambiguous=np.zeros(len(stamps), bool), nonexistent="shift_forward"
-            )
-        except LookupError as err:
-            raise DataError(
-                f"unknown timezone {timezone!r}",
-                source=source,
-                column=column,
-                fix="pass an IANA name such as 'UTC' or 'America/New_York'",
-            ) from err
+        per_row = not isinstance(zones, str)
+        zones = np.broadcast_to(np.asarray(zones, dtype=object), len(stamps))
+        naive, stamps = stamps, pd.Series(pd.NaT, index=stamps.index, dtype="datetime64[ns, UTC]")
+        for zone in pd.unique(zones):
+            rows = zones == zone
+            try:
+                local = naive[rows].dt.tz_localize(
+                    zone, ambiguous=np.zeros(int(rows.sum()), bool), nonexistent="shift_forward"
+                )
+            except LookupError as err:
+                row = int(np.flatnonzero(rows)[0])
+                raise DataError(
+                    f"unknown timezone {zone!r}",
+                    source=source,
+                    column=column,
+                    row=int(lines[row]) if per_row else None,
+                    fix="use an IANA name such as 'UTC', 'Europe/Berlin' or 'America/New_York'",
+                ) from err
+            stamps[rows] = local.dt.tz_convert("UTC").dt.as_unit("ns")
     fail_at(
-        stamps.isna().to_numpy(),
+        bad,
         raw,
         "cannot parse the time {value!r}" + (f" with format {format!r}" if format else ""),
         column=column,
@@ -324,9 +439,33 @@ def parse_datetime(
         source=source,
         fix="fix the time on that line, or pass the right time format / timezone to the reader",
     )
-    return utc_seconds(stamps.dt.tz_convert("UTC"))
+    return (stamps.dt.tz_convert("UTC").dt.as_unit("ns") - _EPOCH).to_numpy().astype(np.int64)
 
 
-def item_coordinates(events: pd.DataFrame) -> pd.DataFrame:
-    """Per raw item id, the median ``lat`` and ``lon`` of its events (robust to GPS jitter)."""
-    return events.groupby("item", sort=True)[["lat", "lon"]].median()
+def _to_datetime(raw: pd.Series, format: str | None, day_first: bool | None) -> pd.Series:
+    def parse(**kwargs: Any) -> pd.Series:
+        try:
+            return pd.to_datetime(raw, errors="coerce", **kwargs)
+        except ValueError:  # strings with different UTC offsets
+            return pd.to_datetime(raw, errors="coerce", utc=True, **kwargs)
+
+    if format is not None:
+        return parse(format=format)
+    if day_first is not None:
+        return parse(dayfirst=day_first)
+    iso = parse(format="ISO8601")  # pandas' inference from the first row drops fractions
+    return iso if iso.notna().all() else parse()
+
+
+def utc_offsets(utc_ns: np.ndarray, zones: str | np.ndarray) -> np.ndarray:
+    """Minutes to add to UTC for the local time of each instant in ``zones`` (one IANA name
+    or one per row), daylight saving time included (from the tz database)."""
+    zones = np.broadcast_to(np.asarray(zones, dtype=object), len(utc_ns))
+    stamps = pd.Series(pd.to_datetime(utc_ns, unit="ns", utc=True))
+    offsets = np.zeros(len(utc_ns), dtype=np.int64)
+    for zone in pd.unique(zones):
+        rows = zones == zone
+        local = stamps[rows].dt.tz_convert(zone).dt.tz_localize(None).dt.as_unit("ns")
+        wall = local.to_numpy().astype(np.int64)
+        offsets[rows] = (wall - utc_ns[rows]) // 60_000_000_000
+    return offsets

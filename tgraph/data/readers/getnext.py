@@ -47,8 +47,8 @@ def read_getnext_csv(path: Path) -> Interactions:
     """Read one GETNext CSV (plain or ``.gz``) into :class:`Interactions`.
 
     ``timestamp`` comes from ``UTC_time``; ``tz_offset`` from ``timezone``; when ``local_time``
-    is present it must equal ``UTC_time + timezone``. ``items`` holds, per venue, its category
-    and the median of its check-in coordinates (the events keep each check-in's own ones).
+    is present it must equal ``UTC_time + timezone``. ``items`` holds only the venue ids:
+    category and coordinates are per check-in, on the events.
     """
     path = Path(path)
     if not path.is_file():
@@ -91,7 +91,7 @@ def read_getnext_csv(path: Path) -> Interactions:
     events = frame[list(COLUMNS)].rename(columns=COLUMNS)
     events["timestamp"] = utc
     inter = Interactions.from_frame(
-        events, name=path.name, source=source, meta={"time_resolution_s": 1}
+        events, name=path.name, source=source, meta={"time_resolution_s": 1, "time_resolution": "s"}
     )
     if "local_time" in frame.columns:
         shift = _parse_utc(frame["local_time"], source, "local_time") - utc
@@ -106,10 +106,4 @@ def read_getnext_csv(path: Path) -> Interactions:
                 row=row,
                 fix="make 'timezone' the minutes to add to UTC_time to get local_time",
             )
-    grouped = inter.events.groupby("item", sort=True)
-    inter.items = inter.items.assign(
-        category=grouped["category"].first(),
-        lat=grouped["lat"].median(),
-        lon=grouped["lon"].median(),
-    )
     return inter

@@ -42,9 +42,9 @@ def read_gowalla_mat(
     """Read the MAT Gowalla hold-out files (plain or ``.gz``) from ``folder``.
 
     Events: ``user`` (label), ``item`` (poi), ``timestamp`` (synthetic, see the module
-    docstring), ``lat``/``lon`` of the check-in, ``trajectory`` (tid). Items: ``raw_id`` and
-    the median ``lat``/``lon`` of the location's check-ins. Both files are always read, so
-    that codes and synthetic weeks are shared: ``part=None`` returns
+    docstring), ``lat``/``lon`` of the check-in, ``trajectory`` (tid). Items: ``raw_id`` only
+    (coordinates are per check-in; item coordinates come from the training part later). Both
+    files are always read, so that codes and synthetic weeks are shared: ``part=None`` returns
     ``{"train": ..., "test": ...}`` and ``part="train"`` / ``"test"`` one of them.
     """
     folder = Path(folder)
@@ -58,8 +58,10 @@ def read_gowalla_mat(
         events[["user", "item", "timestamp", "lat", "lon", "trajectory"]],
         name="gowalla_mat",
         source=str(folder),
-        item_meta=_io.item_coordinates(events),
-        meta={"time": "synthetic: real weekday and minute of day, invented weeks"},
+        meta={
+            "time": "synthetic: real weekday and minute of day, invented weeks",
+            "time_resolution": "s",
+        },
     )
     split = {}
     for name, frame in frames.items():

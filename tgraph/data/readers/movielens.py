@@ -153,7 +153,16 @@ def _read_ratings(path: Path, items: pd.DataFrame, users: pd.DataFrame, name: st
             fix=f"use the {other} file of the same MovieLens release",
         )
     return Interactions.from_frame(
-        events, name=name, source=source, item_meta=items, user_meta=users, meta={"genres": GENRES}
+        events,
+        name=name,
+        source=source,
+        item_meta=items,
+        user_meta=users,
+        meta={
+            "genres": GENRES,
+            "time_resolution": "s",
+            "static_item_columns": list(items.columns),  # from u.item, not from ratings
+        },
     )
 
 

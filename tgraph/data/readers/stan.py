@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tgraph.data.interactions import Interactions
-from tgraph.data.readers._io import READ_ERRORS, unreadable
+from tgraph.data.readers._io import READ_ERRORS, resolve, unreadable
 from tgraph.errors import DataError, DatasetNotFoundError
 
 #: local epoch minute of STAN's ``t = 0`` (2012-04-03 12:59 local time)
@@ -29,13 +29,14 @@ POIS_FILE = "stan_NYC_POI.npy"
 
 
 def find_file(folder: Path, name: str) -> Path:
-    """``folder/name`` or ``folder/name.gz``, else :class:`DatasetNotFoundError`."""
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise DatasetNotFoundError(
-        f"{name}(.gz) not found in {folder}: place the files described in PROVENANCE.md there"
-    )
+    """``folder/name`` or ``folder/name.gz`` (both: :class:`DataError`), else
+    :class:`DatasetNotFoundError`."""
+    try:
+        return resolve(folder / name)
+    except DatasetNotFoundError:
+        raise DatasetNotFoundError(
+            f"{name}(.gz) not found in {folder}: place the files described in PROVENANCE.md there"
+        ) from None
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -113,7 +114,8 @@ def read_stan_nyc(root: Path) -> Interactions:
 
     Events carry ``user`` and ``item`` codes (raw ids: TSMC user id 1..1083, STAN POI id
     1..5135), ``timestamp`` in UTC seconds (minute resolution), ``tz_offset = -300`` and the
-    POI's ``lat``/``lon``. ``items`` holds every POI of the POI file with its coordinates.
+    POI's ``lat``/``lon``. ``items`` holds every POI of the POI file with its coordinates, a
+    static table (``meta["static_item_columns"] == ["lat", "lon"]``).
     """
     root = Path(root)
     path = find_file(root, CHECKINS_FILE)
@@ -147,6 +149,8 @@ def read_stan_nyc(root: Path) -> Interactions:
     )
     meta = {
         "time_resolution_s": 60,
+        "time_resolution": "s",  # the unit of the stored times; the clock ticks in minutes
+        "static_item_columns": ["lat", "lon"],
         "exact_duplicates": int(frame.duplicated(["user", "item", "timestamp"]).sum()),
         "time_note": "local minute t of STAN converted with local = UTC - 5 h (tz_offset -300); "
         "daylight saving time is not modelled, as in GETNext",

@@ -41,9 +41,10 @@ def read_tsmc(path: str | os.PathLike, *, name: str = "foursquare_tsmc") -> Inte
     Events: ``user`` (TSMC user id), ``item`` (Foursquare venue id), ``timestamp`` (UTC
     seconds), ``tz_offset`` (minutes, local = UTC + offset), ``lat``/``lon`` of the check-in
     and ``category`` (code of the venue category id, codes in sorted id order).
-    Items: ``raw_id`` (venue id), ``lat``/``lon`` (median over the venue's check-ins, which
-    jitter slightly), ``category``, ``category_id`` and ``category_name`` (from the venue's
-    first check-in in the file). ``meta["categories"]`` maps category code -> id and name.
+    Items: ``raw_id`` (venue id) only: coordinates and categories are per check-in (they
+    jitter, and a venue may change category), so item attributes are computed from the
+    training part later (:func:`tgraph.data.preprocess.item_coordinates`).
+    ``meta["categories"]`` maps category code -> id and name.
     """
     path = _io.resolve(path)
     source = str(path)
@@ -87,16 +88,15 @@ def read_tsmc(path: str | os.PathLike, *, name: str = "foursquare_tsmc") -> Inte
             "category": category,
         }
     )
-    first = events.drop_duplicates("item").set_index("item")["category"]
-    item_meta = _io.item_coordinates(events).join(first)
-    item_meta["category_id"] = categories["raw_id"].to_numpy()[item_meta["category"]]
-    item_meta["category_name"] = categories["name"].to_numpy()[item_meta["category"]]
     return Interactions.from_frame(
         events,
         name=name,
         source=source,
-        item_meta=item_meta,
-        meta={"categories": categories, "time": "UTC seconds; local = timestamp + tz_offset*60"},
+        meta={
+            "categories": categories,
+            "time": "UTC seconds; local = timestamp + tz_offset*60",
+            "time_resolution": "s",
+        },
     )
 
 
