@@ -208,6 +208,23 @@ def test_berlin_8am_is_hour_8_in_winter_and_summer(tmp_path, slots, expected):
     assert (old_hist[queries.hist_mask] != expected).any() or (old_query != expected).any()
 
 
+def test_serving_keeps_each_events_offset(tmp_path):
+    """Served histories carry each ingested event's tz_offset; an event sent without one
+    keeps its user's last offset (the client's zone did not change)."""
+    split = _berlin_split(tmp_path)
+    model = _model(split, max_len=4, n_regions=2)
+    state = LiveState.from_events(model, split.train.events, split.train.items)
+    user, item = split.train.events.loc[0, ["user", "item"]]  # a's January check-in (+60)
+    at = int(split.test.events["timestamp"].max()) + 1
+    state.ingest(pd.DataFrame({"user": [user], "item": [item], "timestamp": [at - 1]}))
+    state.ingest(
+        pd.DataFrame({"user": [user], "item": [item], "timestamp": [at], "tz_offset": [120]})
+    )
+    served = state.queries(np.array([user]), at + 1)
+    assert served.hist_offsets[0, 1:].tolist() == [3600, 3600, 7200]
+    assert served.offset.tolist() == [7200]
+
+
 def test_constant_offset_slots_equal_the_single_offset_ones(split):
     """On data with one offset for every event (GETNext NYC's -300 min), the per-event slots
     equal those of one dataset offset, for every query builder: training samples, targets

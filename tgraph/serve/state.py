@@ -89,7 +89,7 @@ class LiveState:
             self.model.update(ordered)
             self.model.eval()
         users = ordered["user"].to_numpy(np.int64)
-        offsets = {}
+        offsets: dict[str, np.ndarray] = {}
         if "tz_offset" in self.index.feature_names:
             if "tz_offset" in ordered:
                 offsets["tz_offset"] = ordered["tz_offset"].to_numpy(np.int64)
