@@ -224,12 +224,12 @@ def target_queries(split: Split, part: str, history_len: int = 0) -> tuple[Queri
         split.n_items,
         split.train.items,
         query_ids=np.arange(len(table)),
-        offsets=_own_offsets(split, part, table),
+        offsets=own_offsets(split, part, table),
     )
     return queries, table
 
 
-def _own_offsets(split: Split, part: str, table: pd.DataFrame) -> np.ndarray | None:
+def own_offsets(split: Split, part: str, table: pd.DataFrame) -> np.ndarray | None:
     """``tz_offset`` of the ``part`` event at each query's (user, timestamp), NaN where the
     query is no event of ``part``; ``None`` when the events carry no ``tz_offset``."""
     events = split.valid if part == "valid" else split.test

@@ -57,14 +57,19 @@ class LiveState:
         return cls(model, history_index(events.sort_values("timestamp", kind="stable")), items)
 
     # ------------------------------------------------------------------ reading
-    def queries(self, users: np.ndarray, at: np.ndarray | int) -> Queries:
+    def queries(
+        self, users: np.ndarray, at: np.ndarray | int, offsets: np.ndarray | None = None
+    ) -> Queries:
         """Queries of ``users`` at times ``at`` (one per user, or one for all) with their last
         ``model.history_len`` events strictly before ``at`` (oldest first, padded with
-        ``model.n_items``)."""
+        ``model.n_items``); ``offsets``: each query's own ``tz_offset`` when it is known (see
+        :func:`~tgraph.data.queries.build_queries`)."""
         users = np.array(users, dtype=np.int64).reshape(-1)
         at = np.broadcast_to(np.asarray(at, dtype=np.int64), users.shape).copy()
         model = self.model
-        return build_queries(users, at, self.index, model.history_len, model.n_items, self.items)
+        return build_queries(
+            users, at, self.index, model.history_len, model.n_items, self.items, offsets=offsets
+        )
 
     @torch.no_grad()
     def scores(self, users: np.ndarray, at: np.ndarray | int) -> Tensor:
