@@ -233,3 +233,20 @@ def test_shipped_configs_are_described_and_packaged():
         summary = config_summary(path)
         assert 20 < len(summary) <= 98 and "\n" not in summary, name
         assert any(path.relative_to(package).match(glob) for glob in globs), name
+
+
+def test_table_options_are_checked_before_any_file_is_read(tmp_path):
+    """A typo in the ``table`` dataset's options fails validation (``tgraph run --dry-run``),
+    naming the key, even though the file does not exist."""
+    merged = {
+        "dataset": {
+            "name": "table",
+            "protocol": "chronological",
+            "options": {"path": str(tmp_path / "absent.csv"), "colums": {"user": "u"}},
+        },
+        "models": [{"name": "pop"}],
+    }
+    with pytest.raises(ConfigError) as info:
+        validate_config(merged)
+    message = str(info.value)
+    assert "dataset.options.colums" in message and "dataset.options.columns" in message

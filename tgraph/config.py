@@ -276,7 +276,7 @@ class ExperimentConfig(StrictModel):
         every model's hyper-parameters and trainer options, unique labels. Raises one
         :class:`ConfigError` naming every bad key (see :func:`validate_config`)."""
         from tgraph.data.protocols import PROTOCOLS  # the data layer imports this module
-        from tgraph.data.registry import list_datasets
+        from tgraph.data.registry import get_spec, list_datasets
         from tgraph.eval.metrics import parse
         from tgraph.plugins import load_entry_points
 
@@ -298,6 +298,8 @@ class ExperimentConfig(StrictModel):
                     fix=f"use one of {list_datasets()}",
                 )
             )
+        elif (check_options := get_spec(self.dataset.name).check_options) is not None:
+            collect(check_options, dict(self.dataset.options))
         if self.dataset.protocol not in PROTOCOLS:
             problems.append(
                 ConfigError(

@@ -45,3 +45,27 @@ def test_no_history_needs_no_index():
     assert q.hist_items is None and q.pad == 3
     with pytest.raises(ValueError, match="needs an index"):
         build_queries(np.array([0]), np.array([5]), None, 2, n_items=3)
+
+
+def test_offsets_per_event_and_per_query():
+    """History events keep their own tz_offset (seconds, 0 at padding); a query takes its own
+    event's offset, else its last history event's, else 0."""
+    context = pd.DataFrame(
+        {"user": [0, 0, 1], "item": [1, 2, 0], "timestamp": [10, 20, 10]}
+    ).assign(tz_offset=[60, 120, -300])
+    index = history_index(context)
+    users, times = np.array([0, 0, 1, 2]), np.array([30, 30, 30, 30])
+    own = np.array([60.0, np.nan, np.nan, np.nan])  # query 0 is an event (back to winter)
+    q = build_queries(users, times, index, 3, n_items=3, offsets=own)
+    assert q.hist_offsets.tolist() == [[3600, 7200, 0], [3600, 7200, 0], [-18000, 0, 0], [0] * 3]
+    assert q.offset.tolist() == [3600, 7200, -18000, 0]
+    assert build_queries(users, times, index, 3, n_items=3).offset.tolist() == [
+        7200,
+        7200,
+        -18000,
+        0,
+    ]
+    plain = build_queries(users, times, history_index(context.drop(columns="tz_offset")), 3, 3)
+    assert plain.offset is None and plain.hist_offsets is None
+    no_history = build_queries(users, times, None, 0, n_items=3, offsets=own)
+    assert no_history.offset.tolist() == [3600, 0, 0, 0]

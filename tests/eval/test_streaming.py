@@ -255,3 +255,39 @@ def test_a_streaming_run_records_both_evaluations(tmp_path):
     assert row["streaming"] == pytest.approx(markov.streaming.test["mrr"])
     assert "| markov | 1 |" in (tmp_path / "report" / "summary.md").read_text()
     assert (tmp_path / "report" / "pop_seed0_streaming.csv").is_file()
+
+
+class OffsetRecorder(LastItem):
+    """LastItem that records the UTC offset (seconds) of every query it ranks."""
+
+    def __init__(self, split: Split) -> None:
+        super().__init__(split)
+        self.offsets: list[int] = []
+
+    def full_sort_predict(self, queries: Queries) -> Tensor:
+        self.offsets += queries.offset.tolist()
+        return super().full_sort_predict(queries)
+
+
+def test_a_streamed_query_has_its_own_events_local_time():
+    """Clocks change between validation (+60 min) and test (+120 min): each streamed test query
+    carries its target event's offset, not its user's last history offset (+60)."""
+    split = tied_split()
+    shifted = {
+        name: part.with_events(part.events.assign(tz_offset=offset))
+        for name, part, offset in (
+            ("train", split.train, 60),
+            ("valid", split.valid, 60),
+            ("test", split.test, 120),
+        )
+    }
+    split = Split(
+        **shifted,
+        valid_targets=split.valid_targets,
+        test_targets=split.test_targets,
+        mask_history=False,
+        protocol="tied",
+    )
+    model = OffsetRecorder(split)
+    StreamingEvaluator(split, METRICS).evaluate(model)
+    assert model.offsets == [7200] * len(split.test_targets)

@@ -89,7 +89,7 @@ def test_unknown_key_and_bad_loss_name_the_key(name):
         ("sthrec", {"use_distance": "no"}, "valid boolean"),
         ("sthrec", {"dist_dim": 1}, "greater than or equal to 2"),
         ("sthrec", {"time_slots": 0}, "greater than or equal to 1"),
-        ("sthrec", {"tz_offset_minutes": 1.5}, "valid integer"),
+        ("sthrec", {"time_slots": 86401}, "less than or equal to 86400"),
     ],
 )
 def test_out_of_range_and_wrong_types_name_the_key(name, bad, problem):

@@ -2,15 +2,20 @@
 
 import dataclasses
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import tgraph.models as models
+from tgraph.data import registry
 from tgraph.data.protocols import getnext_nyc, next_poi_chronological
-from tgraph.data.queries import target_queries
+from tgraph.data.queries import build_queries, context_events, history_index, target_queries
+from tgraph.data.split import Split, empty_targets, event_targets
 from tgraph.data.synthetic import generate
 from tgraph.models.base import Batch
 from tgraph.models.flagship import STHeteroRec
+from tgraph.serve.state import LiveState
 from tgraph.train import Trainer
 from tgraph.train.seed import seed_everything
 
@@ -134,12 +139,132 @@ def test_padding_is_ignored(split):
         queries,
         hist_items=queries.hist_items[:, :width],
         hist_times=queries.hist_times[:, :width],
+        hist_offsets=queries.hist_offsets[:, :width],
         hist_len=queries.hist_len.clamp(max=width),
     )
     keep = queries.hist_len <= width
     assert 0 < int(keep.sum()) < len(queries)
     torch.testing.assert_close(model.full_sort_predict(narrow)[keep], ref[keep])
     assert not torch.allclose(model.full_sort_predict(narrow)[~keep], ref[~keep])
+
+
+BERLIN = """user,venue,time,lat,lon
+a,x,2024-01-15 08:00:00,52.52,13.40
+a,y,2024-01-16 08:00:00,52.50,13.42
+b,y,2024-07-01 08:00:00,52.50,13.42
+b,x,2024-07-02 08:00:00,52.52,13.40
+a,x,2024-07-03 08:00:00,52.52,13.40
+b,y,2024-07-03 08:00:00,52.50,13.42
+"""
+
+
+def _berlin_split(tmp_path) -> Split:
+    """Check-ins at 08:00 Berlin wall time (CET +60 min in January, CEST +120 in July);
+    the two 3 July check-ins are the test targets: a's history is January's, b's July's."""
+    path = tmp_path / "berlin.csv"
+    path.write_text(BERLIN)
+    columns = {"user": "user", "item": "venue", "timestamp": "time", "lat": "lat", "lon": "lon"}
+    inter = registry.load("table", path=str(path), columns=columns, timezone="Europe/Berlin")
+    assert sorted(set(inter.events["tz_offset"])) == [60, 120]
+    events = inter.events
+    late = events["timestamp"] >= pd.Timestamp("2024-07-03", tz="UTC").timestamp()
+    test = events[late].reset_index(drop=True)
+    return Split(
+        inter.with_events(events[~late]),
+        None,
+        inter.with_events(test),
+        empty_targets(),
+        event_targets(test),
+        mask_history=False,
+        protocol="berlin",
+    )
+
+
+@pytest.mark.parametrize(("slots", "expected"), [(24, 8), (86400, 8 * 3600)])
+def test_berlin_8am_is_hour_8_in_winter_and_summer(tmp_path, slots, expected):
+    """Each check-in's own offset: the time-of-day of January's (UTC 07:00) and July's (UTC
+    06:00) history events and of the July queries is 08:00 (hour 8, or second 28800)."""
+    split = _berlin_split(tmp_path)
+    model = _model(split, time_slots=slots, max_len=4, n_regions=2)
+    # training samples: queries at each training check-in, with their own offsets
+    train = split.train.events
+    samples = build_queries(
+        train["user"].to_numpy(),
+        train["timestamp"].to_numpy(),
+        history_index(context_events(split, "train")),
+        model.history_len,
+        split.n_items,
+        offsets=train["tz_offset"].to_numpy(),
+    )
+    queries, _ = target_queries(split, "test", model.history_len)
+    assert queries.hist_len.tolist() == [2, 2]  # a: two January events, b: two July ones
+    for q in (samples, queries):
+        hist, query = model.time_slots(q)
+        assert (hist[q.hist_mask] == expected).all() and (query == expected).all()
+    # the former single offset, the median of the training offsets (+90 min), is wrong here
+    median = int(np.median(train["tz_offset"])) * 60
+    old_hist = torch.remainder(queries.hist_times + median, 86400) * slots // 86400
+    old_query = torch.remainder(queries.timestamp + median, 86400) * slots // 86400
+    assert (old_hist[queries.hist_mask] != expected).any() or (old_query != expected).any()
+
+
+def test_serving_keeps_each_events_offset(tmp_path):
+    """Served histories carry each ingested event's tz_offset; an event sent without one
+    keeps its user's last offset (the client's zone did not change)."""
+    split = _berlin_split(tmp_path)
+    model = _model(split, max_len=4, n_regions=2)
+    state = LiveState.from_events(model, split.train.events, split.train.items)
+    user, item = split.train.events.loc[0, ["user", "item"]]  # a's January check-in (+60)
+    at = int(split.test.events["timestamp"].max()) + 1
+    state.ingest(pd.DataFrame({"user": [user], "item": [item], "timestamp": [at - 1]}))
+    state.ingest(
+        pd.DataFrame({"user": [user], "item": [item], "timestamp": [at], "tz_offset": [120]})
+    )
+    served = state.queries(np.array([user]), at + 1)
+    assert served.hist_offsets[0, 1:].tolist() == [3600, 3600, 7200]
+    assert served.offset.tolist() == [7200]
+
+
+def test_constant_offset_slots_equal_the_single_offset_ones(split):
+    """On data with one offset for every event (GETNext NYC's -300 min), the per-event slots
+    equal those of one dataset offset, for every query builder: training samples, targets
+    with and without their own events, serving (offsets of the history only)."""
+    nyc = dataclasses.replace(
+        split,
+        **{
+            part: getattr(split, part).with_events(
+                getattr(split, part).events.assign(tz_offset=-300)
+            )
+            for part in ("train", "valid", "test")
+        },
+    )
+    model = _model(nyc, time_slots=48)
+    train = nyc.train.events
+    samples = build_queries(
+        train["user"].to_numpy(),
+        train["timestamp"].to_numpy(),
+        history_index(context_events(nyc, "train")),
+        model.history_len,
+        nyc.n_items,
+        offsets=train["tz_offset"].to_numpy(),
+    )
+    targets, table = target_queries(nyc, "test", model.history_len)
+    served = LiveState.from_events(model, context_events(nyc, "test"), nyc.train.items).queries(
+        table["user"].to_numpy(), table["timestamp"].to_numpy()
+    )
+    assert bool((targets.hist_len > 0).all())  # else serving has no offset to fall back on
+
+    def single(t: torch.Tensor) -> torch.Tensor:  # the former `_slot`, tz_offset_minutes -300
+        return torch.remainder(t - 300 * 60, 86400) * 48 // 86400
+
+    for q in (samples, targets, served):
+        hist, query = model.time_slots(q)
+        mask = q.hist_mask
+        torch.testing.assert_close(hist[mask], single(q.hist_times)[mask])
+        torch.testing.assert_close(query, single(q.timestamp))
+    torch.testing.assert_close(
+        model.eval().full_sort_predict(targets), model.full_sort_predict(served)
+    )
 
 
 def test_determinism_and_device(split):

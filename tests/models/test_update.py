@@ -263,7 +263,6 @@ HETERO = {
         "ff_dim": 16,
         "max_len": HISTORY,
         "n_regions": 3,
-        "tz_offset_minutes": 0,
     },
 }
 HETERO["sthrec_no_users"] = {**HETERO["sthrec"], "use_user_relation": False}

@@ -8,6 +8,12 @@ oldest first, padded at the end with the index ``n_items`` (``Queries.pad``), so
 sequence models can embed it with a padding row. Ties in time keep the order of the events
 in the index (their arrival order).
 
+**Local time.** When the events carry ``tz_offset`` (minutes east of UTC, DST-aware: one per
+event), the history keeps each event's offset (``hist_offsets``) and each query gets one
+(``offset``): its own event's when the query is an event (training samples, targets that
+are events of their part), else that of its user's last history event, so that
+``timestamp + offset`` is wall-clock time even across a DST change.
+
 Whoever ranks owns the index: the trainer and the evaluator build it from a split, a
 streaming evaluator or a serving session appends to it as events arrive.
 """
@@ -39,6 +45,10 @@ class Queries:
         hist_lat / hist_lon: ``[B, L]`` coordinates of the history items (items table;
             ``None`` when the items have none; 0 at padding).
         hist_len: ``[B]`` number of real history events (0 .. L).
+        offset: ``[B]`` UTC offset of each query's local time, in seconds (module docstring;
+            0 when nothing gives one), or ``None`` when the events carry no ``tz_offset``.
+        hist_offsets: ``[B, L]`` UTC offset of each history event, in seconds (0 at
+            padding), or ``None`` as ``offset``.
         query: ``[B]`` row of each query in the evaluator's per-query table, or ``None``.
         pad: padding item index (= ``n_items``).
     """
@@ -50,6 +60,8 @@ class Queries:
     hist_lat: Tensor | None = None
     hist_lon: Tensor | None = None
     hist_len: Tensor | None = None
+    offset: Tensor | None = None
+    hist_offsets: Tensor | None = None
     query: Tensor | None = None
     pad: int = -1
 
@@ -93,7 +105,8 @@ class Queries:
 
 def context_events(split: Split, part: str) -> pd.DataFrame:
     """Events a ``part`` ("train", "valid" or "test") query may look back on: train, plus
-    valid for valid/test, plus test for test (columns user, item, timestamp), in that order."""
+    valid for valid/test, plus test for test (columns user, item, timestamp, and tz_offset when
+    the events carry it), in that order."""
     parts: dict[str, list[Interactions | None]] = {
         "train": [split.train],
         "valid": [split.train, split.valid],
@@ -101,17 +114,22 @@ def context_events(split: Split, part: str) -> pd.DataFrame:
     parts["test"] = [split.train, split.valid, split.test]
     if part not in parts:
         raise KeyError(f"part must be 'train', 'valid' or 'test', got {part!r}")
-    frames = [p.events[["user", "item", "timestamp"]] for p in parts[part] if p is not None]
+    offset = ["tz_offset"] if split.train.has("tz_offset") else []
+    columns = ["user", "item", "timestamp", *offset]
+    frames = [p.events[columns] for p in parts[part] if p is not None]
     return pd.concat(frames, ignore_index=True)
 
 
 def history_index(events: pd.DataFrame) -> TemporalIndex:
-    """The users' events (columns user, item, timestamp) as a :class:`TemporalIndex` keyed by
-    user with the feature ``item``, arriving in the frame's row order."""
+    """The users' events (columns user, item, timestamp, optional tz_offset) as a
+    :class:`TemporalIndex` keyed by user with the feature ``item`` (and ``tz_offset`` when the
+    frame has it), arriving in the frame's row order."""
+    offsets = {"tz_offset": events["tz_offset"].to_numpy(np.int64)} if "tz_offset" in events else {}
     return TemporalIndex.from_events(
         events["user"].to_numpy(np.int64),
         events["timestamp"].to_numpy(np.int64),
         item=events["item"].to_numpy(np.int64),
+        **offsets,
     )
 
 
@@ -123,13 +141,19 @@ def build_queries(
     n_items: int,
     items_table: pd.DataFrame | None = None,
     query_ids: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> Queries:
     """Queries for ``users`` at ``timestamps`` with the last ``history_len`` events of each
     user in ``index`` (a :func:`history_index`; unused, so may be ``None``, when
     ``history_len`` is 0) strictly before its timestamp; the items' coordinates from
-    ``items_table`` when it has ``lat`` / ``lon``."""
+    ``items_table`` when it has ``lat`` / ``lon``.
+
+    ``offsets``: the ``tz_offset`` (minutes) of each query's own event, NaN where the query
+    is no event; a query without one takes the offset of its last history event when the
+    index carries ``tz_offset`` (module docstring)."""
     users = np.asarray(users, dtype=np.int64)
     timestamps = np.asarray(timestamps, dtype=np.int64)
+    own = None if offsets is None else np.asarray(offsets, dtype=np.float64)
     queries = Queries(
         user=torch.from_numpy(users.copy()),
         timestamp=torch.from_numpy(timestamps.copy()),
@@ -137,6 +161,7 @@ def build_queries(
         pad=n_items,
     )
     if history_len <= 0:
+        queries.offset = None if own is None else _seconds(np.nan_to_num(own, nan=0.0))
         return queries
     if index is None:
         raise ValueError(f"history_len={history_len} needs an index of the context events")
@@ -146,6 +171,13 @@ def build_queries(
     queries.hist_items = torch.from_numpy(hist_items)
     queries.hist_times = torch.from_numpy(recent.time)
     queries.hist_len = torch.from_numpy(recent.length)
+    if "tz_offset" in index.feature_names:
+        hist_offsets = recent["tz_offset"]  # 0 at padding
+        queries.hist_offsets = _seconds(hist_offsets)
+        last = hist_offsets[np.arange(len(users)), np.maximum(recent.length - 1, 0)]
+        own = last if own is None else np.where(np.isnan(own), last, own)
+    if own is not None:
+        queries.offset = _seconds(np.nan_to_num(own, nan=0.0))
     if items_table is not None and {"lat", "lon"} <= set(items_table.columns):
         for name in ("lat", "lon"):
             coord = np.append(items_table[name].to_numpy(np.float64), 0.0)
@@ -154,10 +186,17 @@ def build_queries(
     return queries
 
 
+def _seconds(minutes: np.ndarray) -> Tensor:
+    """UTC offsets in minutes (int or integral float) as int64 seconds."""
+    return torch.from_numpy(np.asarray(minutes).astype(np.int64) * 60)
+
+
 def target_queries(split: Split, part: str, history_len: int = 0) -> tuple[Queries, pd.DataFrame]:
     """One :class:`Queries` row per query of ``split.targets(part)`` (sorted by query id),
     history from :func:`context_events`, and the per-query table (columns query, user,
-    timestamp).
+    timestamp). A query's ``offset`` is the ``tz_offset`` of its part's event of the same
+    user and time when there is one (the target check-in itself), else its last history
+    event's (module docstring).
 
     Raises :class:`DataError` when the targets of one query disagree on user or timestamp.
     """
@@ -189,5 +228,18 @@ def target_queries(split: Split, part: str, history_len: int = 0) -> tuple[Queri
         split.n_items,
         split.train.items,
         query_ids=np.arange(len(table)),
+        offsets=own_offsets(split, part, table),
     )
     return queries, table
+
+
+def own_offsets(split: Split, part: str, table: pd.DataFrame) -> np.ndarray | None:
+    """``tz_offset`` of the ``part`` event at each query's (user, timestamp), NaN where the
+    query is no event of ``part``; ``None`` when the events carry no ``tz_offset``."""
+    events = split.valid if part == "valid" else split.test
+    if events is None or not events.has("tz_offset"):
+        return None
+    # one user's events at one instant share a place and so an offset: the first stands for all
+    keyed = events.events.drop_duplicates(["user", "timestamp"]).set_index(["user", "timestamp"])
+    keys = pd.MultiIndex.from_frame(table[["user", "timestamp"]])
+    return keyed["tz_offset"].reindex(keys).to_numpy(np.float64)

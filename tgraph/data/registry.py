@@ -46,6 +46,8 @@ class DatasetSpec:
     options: str = ""
     resources: tuple[Resource, ...] = ()
     manual: str = ""
+    #: checks the reader options before any file is read (a config error names the key)
+    check_options: Callable[[dict[str, Any]], Any] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -251,6 +253,7 @@ DATASETS: dict[str, DatasetSpec] = {
             folder="",
             files=(),
             reader=_lazy("tgraph.data.readers.generic:read_table_dataset"),
+            check_options=_lazy("tgraph.data.readers.generic:table_options"),
             description="your own CSV / TSV / Parquet interaction table (gzip too), read by "
             "tgraph.data.readers.read_table: exact ids, timezone kept as a per-event tz_offset",
             options="path (absolute, or relative to the working directory), columns {user, item, "

@@ -47,6 +47,7 @@ import torch
 from tqdm.auto import tqdm
 
 from tgraph.compare import paired_tests
+from tgraph.data.queries import own_offsets
 from tgraph.data.split import Split
 from tgraph.eval.evaluator import EvalResult, Evaluator
 from tgraph.models.base import Recommender
@@ -113,12 +114,15 @@ class StreamingEvaluator:
         self.progress = progress
         self._users = self.evaluator.table["user"].to_numpy(np.int64)
         self._times = self.evaluator.table["timestamp"].to_numpy(np.int64)
+        # a target's local time is its own event's (not its user's last offset: DST may differ)
+        self._offsets = own_offsets(split, "test", self.evaluator.table)
 
     @torch.no_grad()
     def _rank_one(self, state: LiveState, model: Recommender, row: int) -> np.ndarray:
         user = self._users[row : row + 1]
         at = self._times[row : row + 1]
-        return self.evaluator.rank(model, state.queries(user, at), np.array([row]))
+        offset = None if self._offsets is None else self._offsets[row : row + 1]
+        return self.evaluator.rank(model, state.queries(user, at, offset), np.array([row]))
 
     def _ingest(self, state: LiveState, model: Recommender, events: pd.DataFrame) -> None:
         state.ingest(events)

@@ -58,9 +58,10 @@ class STHeteroRec(Recommender):
     (gap and distance 0 at :math:`p = 1`), :math:`\Phi` =
     :class:`~tgraph.nn.encodings.TimeEncoding`, :math:`\psi` =
     :class:`~tgraph.nn.encodings.DistanceEncoding` (RBF), :math:`S` a time-of-day slot
-    embedding of the local time, then a causal pre-LayerNorm Transformer;
-    :math:`s` = its output at the last real position (a learned constant for an empty
-    history).
+    embedding of the local time (each event's own UTC offset, ``Queries.hist_offsets``; the
+    query's is ``Queries.offset``; UTC when the events carry no ``tz_offset``), then a causal
+    pre-LayerNorm Transformer; :math:`s` = its output at the last real position (a learned
+    constant for an empty history).
 
     **Scores.** With the query time :math:`t_q` (the time of the check-in to predict; part
     of every query) and :math:`i_n` the last POI,
@@ -114,9 +115,6 @@ class STHeteroRec(Recommender):
         dist_dim: Annotated[int, Field(ge=2)] = 16
         #: slots of the local day
         time_slots: Annotated[int, Field(ge=1, le=86400)] = 24
-        #: the dataset's offset from UTC; ``None``: the median ``tz_offset`` of the training
-        #: events, else 0 (one offset for the whole dataset, as queries carry UTC times)
-        tz_offset_minutes: Annotated[int, Field(ge=-24 * 60, le=24 * 60)] | None = None
         init_std: InitStd = 0.1
         # ablations
         use_user_relation: bool = True
@@ -163,10 +161,6 @@ class STHeteroRec(Recommender):
         if self.use_time or self.use_query_time:
             self.time_enc = TimeEncoding(cfg.time_dim)
             self.slots = cfg.time_slots
-            tz = cfg.tz_offset_minutes
-            if tz is None:
-                tz = int(np.median(train.events["tz_offset"])) if train.has("tz_offset") else 0
-            self.tz_seconds = tz * 60
         if self.use_time:
             self.time_proj = nn.Linear(cfg.time_dim, dim)
             self.slot_emb = nn.Embedding(self.slots, dim)
@@ -203,8 +197,20 @@ class STHeteroRec(Recommender):
         return self.eval_cached(lambda: self.encoder(self.graph))
 
     # ------------------------------------------------------------------ sequence
-    def _slot(self, t: Tensor) -> Tensor:
-        second = torch.remainder(t + self.tz_seconds, SECONDS_PER_DAY)
+    def time_slots(self, queries: Queries) -> tuple[Tensor, Tensor]:
+        """Time-of-day slots (``0 .. time_slots - 1``) of the local times of the history
+        events (``[B, L]``) and of the queries (``[B]``): each time plus its own UTC offset
+        (0 where the queries carry none), so that DST changes nothing."""
+        if queries.hist_times is None:
+            raise ValueError(f"{type(self).__name__} needs queries with history")
+        hist = queries.hist_times
+        if queries.hist_offsets is not None:
+            hist = hist + queries.hist_offsets
+        query = queries.timestamp if queries.offset is None else queries.timestamp + queries.offset
+        return self._slot(hist), self._slot(query)
+
+    def _slot(self, local: Tensor) -> Tensor:
+        second = torch.remainder(local, SECONDS_PER_DAY)
         return second * self.slots // SECONDS_PER_DAY
 
     def _pair_km(self, a: Tensor, b: Tensor) -> Tensor:
@@ -222,6 +228,8 @@ class STHeteroRec(Recommender):
         if n > self.history_len:
             raise ValueError(f"history of length {n} exceeds max_len={self.history_len}")
         mask = queries.hist_mask
+        if self.use_time or self.use_query_time:
+            hist_slot, query_slot = self.time_slots(queries)
         item_table = torch.cat([z[ITEM], z[ITEM].new_zeros(1, z[ITEM].shape[1])])
         positions = torch.arange(n, device=items.device)
         x = item_table[items] + self.pos_emb(positions)
@@ -229,7 +237,7 @@ class STHeteroRec(Recommender):
         if self.use_time:
             prev_times = torch.cat([times[:, :1], times[:, :-1]], 1)
             gap = torch.where(mask, (times - prev_times).clamp(min=0), torch.zeros_like(times))
-            x = x + self.time_proj(self.time_enc(gap)) + self.slot_emb(self._slot(times))
+            x = x + self.time_proj(self.time_enc(gap)) + self.slot_emb(hist_slot)
         if self.use_distance:
             x = x + self.dist_proj(self.dist_enc(self._pair_km(prev_items, items)))
         x = self.input_dropout(x * mask.unsqueeze(-1))
@@ -245,7 +253,7 @@ class STHeteroRec(Recommender):
                 length > 0, queries.timestamp - last_time, torch.zeros_like(last_time)
             )
             q = q + self.query_time_proj(self.time_enc(gap.clamp(min=0)))
-            q = q + self.query_slot_emb(self._slot(queries.timestamp))
+            q = q + self.query_slot_emb(query_slot)
         return q
 
     # ------------------------------------------------------------------ scores

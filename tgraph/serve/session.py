@@ -109,8 +109,9 @@ class Session:
         the model supports it."""
         parts = [p.events for p in (split.train, split.valid, split.test) if p is not None]
         events = pd.concat(parts, ignore_index=True).sort_values("timestamp", kind="stable")
+        columns = ["user", "item", "timestamp", "tz_offset"]  # local time needs the offsets
         state = LiveState.from_events(
-            model, events[["user", "item", "timestamp"]], split.train.items
+            model, events[[c for c in columns if c in events]], split.train.items
         )
         unseen = parts[1 + refitted :]
         if unseen and model.supports_update:

@@ -35,7 +35,8 @@ class LiveState:
     Args:
         model: a trained model (put in eval mode here).
         index: a :class:`TemporalIndex` over users of the events seen so far (feature
-            ``item``; :func:`~tgraph.data.queries.history_index`).
+            ``item``, and ``tz_offset`` when the events carry one;
+            :func:`~tgraph.data.queries.history_index`).
         items: the split's items table; its ``lat``/``lon`` (when present) give the history
             coordinates, as offline. Items the model grows get the coordinates of their first
             event (NaN when it has none).
@@ -51,18 +52,24 @@ class LiveState:
     def from_events(
         cls, model: Recommender, events: pd.DataFrame, items: pd.DataFrame
     ) -> LiveState:
-        """The state over ``events`` (columns user, item, timestamp; any order)."""
+        """The state over ``events`` (columns user, item, timestamp, optional tz_offset; any
+        order)."""
         return cls(model, history_index(events.sort_values("timestamp", kind="stable")), items)
 
     # ------------------------------------------------------------------ reading
-    def queries(self, users: np.ndarray, at: np.ndarray | int) -> Queries:
+    def queries(
+        self, users: np.ndarray, at: np.ndarray | int, offsets: np.ndarray | None = None
+    ) -> Queries:
         """Queries of ``users`` at times ``at`` (one per user, or one for all) with their last
         ``model.history_len`` events strictly before ``at`` (oldest first, padded with
-        ``model.n_items``)."""
+        ``model.n_items``); ``offsets``: each query's own ``tz_offset`` when it is known (see
+        :func:`~tgraph.data.queries.build_queries`)."""
         users = np.array(users, dtype=np.int64).reshape(-1)
         at = np.broadcast_to(np.asarray(at, dtype=np.int64), users.shape).copy()
         model = self.model
-        return build_queries(users, at, self.index, model.history_len, model.n_items, self.items)
+        return build_queries(
+            users, at, self.index, model.history_len, model.n_items, self.items, offsets=offsets
+        )
 
     @torch.no_grad()
     def scores(self, users: np.ndarray, at: np.ndarray | int) -> Tensor:
@@ -79,15 +86,26 @@ class LiveState:
     def ingest(self, events: pd.DataFrame) -> None:
         """Fold ``events`` (time-ordered per user; columns user, item, timestamp and any event
         columns of :mod:`tgraph.data.interactions`) into the model when it supports updates,
-        then append them to the histories."""
+        then append them to the histories. When the histories carry ``tz_offset`` and
+        ``events`` do not, each event keeps its user's last offset (0 for a user without
+        events): a client sends its offset when it changes, not with every event."""
         ordered = events.sort_values("timestamp", kind="stable").reset_index(drop=True)
         if self.model.supports_update:
             self.model.update(ordered)
             self.model.eval()
+        users = ordered["user"].to_numpy(np.int64)
+        offsets: dict[str, np.ndarray] = {}
+        if "tz_offset" in self.index.feature_names:
+            if "tz_offset" in ordered:
+                offsets["tz_offset"] = ordered["tz_offset"].to_numpy(np.int64)
+            else:
+                latest = self.index.recent(users, np.full(len(users), np.iinfo(np.int64).max), 1)
+                offsets["tz_offset"] = latest["tz_offset"][:, 0]  # 0 at padding
         self.index.append(
-            ordered["user"].to_numpy(np.int64),
+            users,
             ordered["timestamp"].to_numpy(np.int64),
             item=ordered["item"].to_numpy(np.int64),
+            **offsets,
         )
         if self.items is not None and len(self.items) < self.model.n_items:
             self._grow_items(ordered)

@@ -72,7 +72,13 @@ def finetune(
         )
     inter = new.interactions
     queries = build_queries(
-        new.user, new.timestamp, history, model.history_len, model.n_items, inter.items
+        new.user,
+        new.timestamp,
+        history,
+        model.history_len,
+        model.n_items,
+        inter.items,
+        offsets=inter.events["tz_offset"].to_numpy() if inter.has("tz_offset") else None,
     )
     positives = torch.from_numpy(new.item.copy())
     optimizer = make_optimizer(model, config)

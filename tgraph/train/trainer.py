@@ -189,6 +189,7 @@ class Trainer:
             self.model.history_len,
             self.split.n_items,
             train.items,
+            offsets=events["tz_offset"].to_numpy() if train.has("tz_offset") else None,
         )
         positives = torch.from_numpy(events["item"].to_numpy(np.int64).copy())
         if self.model.history_len and self.config.min_history > 0:

@@ -81,11 +81,15 @@ class TableOptions(StrictModel):
     items: ItemTable | None = None
 
 
+def table_options(options: dict[str, Any]) -> TableOptions:
+    """``dataset.options`` of the ``table`` dataset, typed (an unknown or mistyped option is a
+    :class:`ConfigError` naming ``dataset.options.<key>``)."""
+    return validate_model(TableOptions, options, "dataset.options")
+
+
 def read_table_dataset(**options: Any) -> Interactions:
-    """The ``table`` dataset: ``options`` checked as :class:`TableOptions` (an unknown or
-    mistyped option is a :class:`ConfigError` naming ``dataset.options.<key>``), then
-    :func:`read_table`."""
-    checked = validate_model(TableOptions, options, "dataset.options")
+    """The ``table`` dataset: :func:`table_options`, then :func:`read_table`."""
+    checked = table_options(options)
     path = Path(checked.path)
     if not (path.is_file() or path.with_name(path.name + ".gz").is_file()):
         raise DatasetNotFoundError(
