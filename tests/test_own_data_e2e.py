@@ -159,6 +159,7 @@ def test_local_time_features_of_the_table(folder, monkeypatch):
     assert {offset for day, offset in offsets if day > dst} == {120}
 
 
+@pytest.mark.slow
 def test_run_compare_analyse_from_a_config(folder):
     """``tgraph run`` trains the outside model and a built-in on the CSV (2 seeds),
     ``tgraph compare`` ranks them, ``tgraph analyse run`` (a process that imports my_models

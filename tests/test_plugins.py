@@ -146,6 +146,7 @@ register(DatasetSpec("lab_checkins", "", (), generate, "our lab's check-ins", ""
 """
 
 
+@pytest.mark.slow
 def test_runs_record_imports_and_later_commands_import_them(plugin_dir, capsys):
     """``--import`` joins the config's ``imports`` in the run's config.yaml; ``compare``
     (which rebuilds the split for its strata) and ``analyse run`` import them again in a

@@ -89,6 +89,7 @@ def test_dataset_report_writes_every_file(synthetic_report):
     assert "(see 'regions')" not in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow  # shares the 5-s synthetic_report fixture with the test above
 def test_dataset_report_findings(synthetic_report):
     inter, out, _ = synthetic_report
     summary = (out / "summary.md").read_text()
