@@ -14,6 +14,7 @@ import pytest
 
 os.environ.setdefault("DGLBACKEND", "pytorch")
 
+import tgraph  # noqa: E402, F401, I001  (before torch: sets OMP_WAIT_POLICY, see tgraph.threads)
 import torch  # noqa: E402
 
 from tgraph.data.paths import data_root  # noqa: E402

@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="torch intra-op threads (default: torch's choice); with several workers or jobs "
-        "on one machine give each cores/jobs, since oversubscribed OpenMP threads are very slow",
+        "on one machine give each cores/jobs, since oversubscribed OpenMP threads are very "
+        "slow. Waiting threads sleep (OMP_WAIT_POLICY=PASSIVE) unless the variable is set",
     )
 
     run = commands.add_parser(
@@ -445,9 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     args.imports = getattr(args, "imports", [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if getattr(args, "threads", None):
-        import torch
+        from tgraph.threads import set_threads
 
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # --import / imports: modules beside the user, as python -m
     try:

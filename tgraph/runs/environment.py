@@ -1,4 +1,5 @@
-"""The environment of a session: versions, git commit, device, command line, start time."""
+"""The environment of a session: versions, git commit, device, threads, command line, start
+time."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tgraph.runs.records import now
+from tgraph.threads import record as thread_record
 
 _PACKAGES = ("tgraph", "torch", "dgl", "numpy", "scipy", "pandas", "networkx", "optuna")
 
@@ -34,7 +36,8 @@ def git_commit(cwd: Path | None = None) -> str | None:
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
-    """Versions, git commit, device and command line of the current process."""
+    """Versions, git commit, device, thread settings (:func:`tgraph.threads.record`) and
+    command line of the current process."""
     versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
@@ -47,6 +50,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
         "versions": versions,
         "git_commit": git_commit(),
         "device": device,
+        "threads": thread_record(),
         "argv": sys.argv,
         "started": now(),
     }
