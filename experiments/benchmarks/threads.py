@@ -9,8 +9,7 @@ data) is timed in a fresh subprocess for every combination of 1 or 2 intra-op th
 ``OMP_WAIT_POLICY`` unset (the OpenMP runtime's default: spin, then sleep), ``PASSIVE`` (what
 tgraph sets) or ``ACTIVE``, and no competitor ("idle") or one competing busy process ("busy"):
 by default an ordinary torch program multiplying matrices on all cores with the runtime's
-default policy (another user's job), ``--competitor python`` a one-core Python loop (which
-the scheduler shares fairly: it barely shows the effect).
+default policy (another user's job), ``--competitor python`` a one-core Python loop.
 The policy must be in the environment before torch loads, so each setting gets its own process
 (which imports torch before tgraph, so the unset case stays unset). Each worker takes the
 median of up to ``--steps`` steps after two warm-up steps, stopping after ``--budget`` seconds.
@@ -186,6 +185,20 @@ def table(rows: list[dict]) -> tuple[list[dict], str]:
     return summary, "\n".join(lines)
 
 
+def _options(argv: list[str]) -> list[str]:
+    """``argv`` without ``--out`` and its value (the command that measured a result)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip or arg.startswith("--out="):
+            skip = False
+            continue
+        skip = arg == "--out"
+        if not skip:
+            kept.append(arg)
+    return kept
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="foursquare_nyc", help="foursquare_nyc or synthetic")
@@ -209,8 +222,7 @@ def main() -> None:
     import torch
 
     result = {
-        "command": "python experiments/benchmarks/threads.py "
-        + " ".join(a for a in sys.argv[1:] if not a.startswith("--out")),
+        "command": " ".join(["python experiments/benchmarks/threads.py", *_options(sys.argv[1:])]),
         "dataset": args.dataset,
         "step": "LightGCN (dim 64, 2 layers), BPR, batch 1024: one Trainer.train_epoch batch",
         "competitor": COMPETITOR_TEXT[args.competitor],
