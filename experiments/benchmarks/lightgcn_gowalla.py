@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import time
 
+# tgraph before torch: importing it sets OMP_WAIT_POLICY=PASSIVE (docs/scale.md)
+import tgraph  # noqa: F401  # isort: skip
 import torch
 from timing import best_of
 

@@ -40,6 +40,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# tgraph before torch: importing it sets OMP_WAIT_POLICY=PASSIVE (docs/scale.md)
+import tgraph  # noqa: F401  # isort: skip
 import torch
 
 from tgraph.config import load_config

@@ -23,6 +23,9 @@ import argparse
 
 import numpy as np
 import pandas as pd
+
+# tgraph before torch: importing it sets OMP_WAIT_POLICY=PASSIVE (docs/scale.md)
+import tgraph  # noqa: F401  # isort: skip
 import torch
 from timing import best_of
 
