@@ -84,43 +84,36 @@ def count_at_least(scores: Tensor, thresholds: Tensor, n_thresholds: Tensor) -> 
     """``counts[b, k] = #{j: scores[b, j] >= thresholds[b, k]}`` for ``k < n_thresholds[b]``
     (``0`` elsewhere), as float32 (exact below ``2^24`` items).
 
-    One comparison pass per threshold over its row only, ``_BLOCK_ROWS`` rows at a time into
-    a reused float buffer, counted by a matrix-vector product with ones (faster on CPU than
-    summing booleans). Rows with more than one threshold are gathered in decreasing order
-    of ``n_thresholds`` so that pass ``k`` runs over a prefix of them.
+    Rows are copied, ``_BLOCK_ROWS`` at a time and in decreasing order of
+    ``n_thresholds``, into a reused block that stays in cache; pass ``k`` then compares a
+    prefix of the block (the rows with a ``k``-th threshold) with its thresholds into a
+    reused float buffer and counts with a matrix-vector product with ones, which is faster
+    on CPU than summing booleans.
     """
     n_rows, n_items = scores.shape
     width = thresholds.shape[1]
     device = scores.device
     counts = torch.zeros(n_rows, width, dtype=torch.float32, device=device)
-    if n_rows == 0 or width == 0:
+    n_active = int((n_thresholds > 0).sum())
+    if n_active == 0 or width == 0:
         return counts
-    ones = torch.ones(n_items, dtype=torch.float32, device=device)
-    block = min(_BLOCK_ROWS, n_rows)
-    buffer = torch.empty(block, n_items, dtype=torch.float32, device=device)
-    first = thresholds[:, :1]
-    for lo in range(0, n_rows, block):
-        hi = min(lo + block, n_rows)
-        torch.ge(scores[lo:hi], first[lo:hi], out=buffer[: hi - lo])
-        counts[lo:hi, 0] = buffer[: hi - lo] @ ones
-    order = torch.argsort(n_thresholds, descending=True, stable=True)
-    n_multi = int((n_thresholds > 1).sum())
-    if n_multi == 0:
-        return counts.masked_fill_(n_thresholds.unsqueeze(1) < 1, 0.0)
-    order = order[:n_multi]
+    order = torch.argsort(n_thresholds, descending=True, stable=True)[:n_active]
     per_row = n_thresholds[order].cpu()
-    picked = torch.empty(min(block, n_multi), n_items, dtype=scores.dtype, device=device)
-    for lo in range(0, n_multi, block):
-        hi = min(lo + block, n_multi)
+    ones = torch.ones(n_items, dtype=torch.float32, device=device)
+    block = min(_BLOCK_ROWS, n_active)
+    picked = torch.empty(block, n_items, dtype=scores.dtype, device=device)
+    buffer = torch.empty(block, n_items, dtype=torch.float32, device=device)
+    for lo in range(0, n_active, block):
+        hi = min(lo + block, n_active)
         rows = order[lo:hi]
         torch.index_select(scores, 0, rows, out=picked[: hi - lo])
         level = thresholds[rows]
         found = torch.zeros(hi - lo, width, dtype=torch.float32, device=device)
-        for k in range(1, int(per_row[lo])):
+        for k in range(int(per_row[lo])):
             active = int((per_row[lo:hi] > k).sum())  # a prefix: n_thresholds decreases
             torch.ge(picked[:active], level[:active, k : k + 1], out=buffer[:active])
             found[:active, k] = buffer[:active] @ ones
-        counts[rows, 1:] = found[:, 1:]
+        counts[rows] = found
     return counts
 
 
