@@ -115,11 +115,13 @@ def reference_ranks(scores: np.ndarray, gt: list[list[int]], masked: list[set[in
     return out
 
 
+@pytest.mark.parametrize("in_order", [False, True])
 @pytest.mark.parametrize("block", [1, 3, 64])
-def test_ground_truth_ranks_match_reference_with_ties_and_masks(monkeypatch, block):
+def test_ground_truth_ranks_match_reference_with_ties_and_masks(monkeypatch, block, in_order):
     """Seeded random scores on 5 levels (many ties), 1-9 targets per query, up to 12 masked
     items: the counting path equals the reference, with masks given as pairs or as ``-inf``,
-    whatever the comparison block size."""
+    whatever the comparison block size, with the queries in any order or (as the evaluator
+    gives them) by decreasing number of targets."""
     monkeypatch.setattr("tgraph.eval.evaluator._BLOCK_ROWS", block)
     rng = np.random.default_rng(0)
     n_rows, n_items = 40, 30
@@ -130,6 +132,9 @@ def test_ground_truth_ranks_match_reference_with_ties_and_masks(monkeypatch, blo
         n_gt, n_mask = int(rng.integers(1, 10)), int(rng.integers(0, 13))
         gt.append(chosen[:n_gt].tolist())
         masked.append(set(chosen[n_gt : n_gt + n_mask].tolist()))
+    if in_order:
+        order = np.argsort([-len(g) for g in gt], kind="stable")
+        scores, gt, masked = scores[order], [gt[i] for i in order], [masked[i] for i in order]
     expected = reference_ranks(scores, gt, masked)
     padded = torch.full((n_rows, expected.shape[1]), -1, dtype=torch.long)
     for b, items in enumerate(gt):
