@@ -131,7 +131,8 @@ def main() -> None:
     print(f"ratio evaluator / floor (median):     {ratio:7.2f}")
     record: dict[str, object] = {
         "command": "python experiments/benchmarks/full_ranking.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),
+        + f"--threads {args.threads} --repeats {args.repeats} --batch-size {args.batch_size}"
+        + (" --previous" if args.previous else ""),
         "threads": args.threads,
         "users": n_users,
         "items": n_items,

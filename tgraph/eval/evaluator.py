@@ -24,9 +24,9 @@ float buffer and a matrix-vector product with a vector of ones (exact: float32 b
 decreasing order of ``n_b``, so pass ``k`` touches only the rows that have a ``k``-th
 ground truth (no padding work). Masked items are not written into the scores (no copy of
 the ``B x N`` block): their scores are gathered and their contribution subtracted from the
-counts. On Gowalla this is 5.5 times faster than placing every score among the ground
-truths with ``searchsorted`` and counting with ``bincount`` (the previous path, kept in
-``experiments/benchmarks/full_ranking.py``, which measures both).
+counts. On Gowalla this was 2.4-7 times faster (on a shared machine) than placing every
+score among the ground truths with ``searchsorted`` and counting with ``bincount`` (the
+previous path, kept in ``experiments/benchmarks/full_ranking.py``, which measures both).
 """
 
 from __future__ import annotations
