@@ -26,6 +26,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+# tgraph before torch: importing it sets OMP_WAIT_POLICY=PASSIVE (docs/scale.md)
+import tgraph  # noqa: F401  # isort: skip
 import torch
 from torch import Tensor
 
