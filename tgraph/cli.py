@@ -110,8 +110,10 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_experiment(
             config, args.data_root, resume=args.resume, overwrite=args.overwrite
         )
-    finally:
-        distributed.finish()
+    except BaseException:
+        distributed.finish(barrier=False)  # torchrun stops the other ranks
+        raise
+    distributed.finish()
     if not ctx.is_main:
         return 0
     print(f"\n{config.experiment} on {config.dataset.name} ({config.dataset.protocol}), test:")
@@ -122,17 +124,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _launch(args: argparse.Namespace) -> int:
     """``tgraph run --nproc N``: the same command in N processes through torchrun."""
-    from tgraph.errors import ConfigError
     from tgraph.train import distributed
 
     if distributed.launched():
         raise UsageError("--nproc in a process that torchrun started: give one or the other")
-    if args.resume:
-        raise ConfigError(
-            "--resume is not supported with several processes",
-            key="--resume",
-            fix="resume with one process, or start the runs again with --overwrite",
-        )
     return distributed.launch(args.nproc, args.argv)
 
 

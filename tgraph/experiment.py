@@ -148,17 +148,11 @@ def run_experiment(
     ``overwrite`` exclude each other.
 
     With several processes (torchrun), rank 0 checks the run directories and tells the other
-    ranks which runs to train alongside it; they write nothing and return an empty frame.
-    ``resume`` is refused there (see :mod:`tgraph.train.distributed`)."""
+    ranks which runs to train (or resume) alongside it; they write nothing and return an
+    empty frame."""
     if resume and overwrite:
         raise RunDirError("--resume continues runs and --overwrite replaces them: choose one")
     ctx = distributed.context()
-    if resume and ctx.active:
-        raise ConfigError(
-            f"--resume is not supported with several processes ({ctx.world_size})",
-            key="--resume",
-            fix="resume with one process, or start the runs again with --overwrite",
-        )
     specs = plan(config)
     split_ = protocols.prepare_split(config.dataset, root)
     log.info("split: %s", split_.summary())
@@ -172,7 +166,7 @@ def run_experiment(
     if not ctx.is_main:  # train alongside rank 0, which writes
         for spec, action in zip(specs, actions, strict=True):
             if action.action != "done":
-                train_one(split_, spec.entry, spec.seed, config)
+                train_one(split_, spec.entry, spec.seed, config, resume=action.action == "resume")
         return pd.DataFrame()
     rows = [run_model(split_, spec, resume=resume, overwrite=overwrite) for spec in specs]
     summary = summarise(rows, config.metrics)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,9 +61,34 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "DGLBACKEND": "pytorch"}
 
 
-def _run(command: list[str], cwd: Path) -> None:
-    done = subprocess.run(command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def _torchrun(dumps: Path, *argv: str) -> list[str]:
+    """torchrun with 2 ranks on 127.0.0.1 running the worker: ``tgraph <argv>``, each rank's
+    trained parameters dumped in ``dumps``."""
+    dumps.mkdir(exist_ok=True)
+    port = distributed.free_port()
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1"]
+    torchrun += ["--nproc-per-node=2", "--master-addr=127.0.0.1", f"--master-port={port}"]
+    return [*torchrun, str(WORKER), str(dumps), *argv]
+
+
+def _run(command: list[str], cwd: Path, timeout: float = 300) -> None:
+    """Run ``command``; on a timeout, stop it with every process it started (the ranks)."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+        pytest.fail(f"timed out after {timeout} s: {command}\n{output[-3000:]}")
+    assert process.returncode == 0, output[-6000:]
 
 
 # ---------------------------------------------------------------------- without processes
@@ -92,14 +118,16 @@ def test_the_launch_command_is_torchrun_on_loopback_without_nproc():
     assert command[-7:] == ["-m", "tgraph", "--debug", "run", "--config", "demo", "seeds=[0]"]
 
 
-def test_resume_and_a_bad_nproc_are_refused_before_launching(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(distributed, "launch", lambda *a: pytest.fail("launched"))
-    config = _config(tmp_path, "runs", [{"name": "bprmf"}])
-    assert main(["run", "--config", str(config), "--nproc", "2", "--resume"]) == 2
-    assert "--resume" in capsys.readouterr().err
-    assert main(["run", "--config", str(config), "--nproc", "0"]) == 2
+def test_nproc_launches_the_command_line_and_refuses_a_bad_count(tmp_path, monkeypatch):
+    launched = []
+    monkeypatch.setattr(distributed, "launch", lambda n, argv: launched.append((n, argv)) or 0)
+    config = str(_config(tmp_path, "runs", [{"name": "bprmf"}]))
+    assert main(["run", "--config", config, "--nproc", "2", "--resume"]) == 0
+    assert launched == [(2, ["run", "--config", config, "--nproc", "2", "--resume"])]
+    assert main(["run", "--config", config, "--nproc", "0"]) == 2
     # a dry run is only printed, never launched
-    assert main(["run", "--config", str(config), "--nproc", "2", "--dry-run"]) == 0
+    assert main(["run", "--config", config, "--nproc", "2", "--dry-run"]) == 0
+    assert len(launched) == 1
 
 
 def test_one_process_fingerprints_do_not_name_a_world_size(tmp_path):
@@ -121,11 +149,7 @@ def test_two_processes_train_identical_replicas_written_once_by_rank_0(tmp_path)
     models = [{"name": "bprmf_unused"}, {"name": "lightgcn", "train": {"refit": True}}]
     config = _config(tmp_path, "runs", models)
     dumps = tmp_path / "dumps"
-    dumps.mkdir()
-    port = distributed.free_port()
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1"]
-    torchrun += ["--nproc-per-node=2", "--master-addr=127.0.0.1", f"--master-port={port}"]
-    _run([*torchrun, str(WORKER), str(dumps), "run", "--config", str(config)], tmp_path)
+    _run(_torchrun(dumps, "run", "--config", str(config)), tmp_path)
 
     for label in ("bprmf_unused", "lightgcn"):
         rank0 = torch.load(dumps / f"{label}-rank0.pt")
@@ -176,3 +200,34 @@ def test_tgraph_run_nproc_launches_two_ranks(tmp_path):
         assert json.loads((run / "fingerprint.json").read_text())["values"]["world_size"] == 2
         assert (run / "metrics.json").is_file()
     assert len((base / "bprmf" / "seed0" / "curve.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_a_resumed_two_process_run_equals_an_uninterrupted_one(tmp_path):
+    """2 epochs, then --resume with 4 (each rank restores its own generators): the same
+    parameters on every rank as 4 epochs in one go, each curve record once."""
+    models = [{"name": "bprmf"}]
+    whole, parts = _config(tmp_path, "whole", models), _config(tmp_path, "parts", models)
+    _run(_torchrun(tmp_path / "whole", "run", "--config", str(whole), "train.epochs=4"), tmp_path)
+    _run(_torchrun(tmp_path / "parts", "run", "--config", str(parts), "train.epochs=2"), tmp_path)
+    resume = ["run", "--config", str(parts), "--resume", "train.epochs=4"]
+    _run(_torchrun(tmp_path / "parts", *resume), tmp_path)
+    for rank in (0, 1):  # the selected weights
+        a = torch.load(tmp_path / "whole" / f"bprmf-rank{rank}.pt")
+        b = torch.load(tmp_path / "parts" / f"bprmf-rank{rank}.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    runs = [
+        tmp_path / name / "ddp" / "synthetic" / "bprmf" / "seed0" for name in ("whole", "parts")
+    ]
+    # the last epoch's weights (rank 0's; the ranks' were compared by digest) and every loss
+    # (the mean over ranks: each rank's negatives after the resume count)
+    a, b = (torch.load(r / "last.pt", weights_only=False)["model"] for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    curves = [
+        [json.loads(line) for line in (r / "curve.jsonl").read_text().splitlines()] for r in runs
+    ]
+    assert [r["epoch"] for r in curves[1]] == [1, 2, 3, 4]
+    assert [r["loss"] for r in curves[0]] == [r["loss"] for r in curves[1]]
+    run = runs[1]
+    notes = [s["note"] for s in json.loads((run / "environment.json").read_text())]
+    assert notes == ["new (2 processes)", "resume (2 processes)"]

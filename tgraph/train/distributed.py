@@ -25,10 +25,11 @@ and model from the same seed. The :class:`~tgraph.train.trainer.Trainer` then
   rate decay and time budgets decide alike on every rank;
 * writes the run directory (curve, checkpoints, results, summary) from rank 0 only.
 
-``--resume`` is refused with more than one process (a ``ConfigError``): the checkpoint holds
-rank 0's random generators, not the others'; resume such a run with its number of processes
-once that is supported, or start it again (``--overwrite``). The number of processes is part
-of a run's fingerprint when it is more than one: its negatives differ from a one-process run.
+``--resume`` continues such a run with the same number of processes: the last checkpoint
+holds every rank's random generators (gathered before rank 0 writes it), rank 0 reads it and
+sends it to the others, and each rank restores its own. The number of processes is part of a
+run's fingerprint when it is more than one (its negatives differ from a one-process run), so
+another number is refused on resume.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,10 +100,19 @@ def init(device: str = "cpu") -> Context:
     return ctx
 
 
-def finish() -> None:
-    """Leave the process group (if any)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def finish(*, barrier: bool = True) -> None:
+    """Leave the process group (if any), with a ``barrier`` first unless a rank failed (the
+    others would wait at it for gloo's timeout).
+
+    Then a pause: torch before 2.8 destroys a gloo group holding the GIL while its worker
+    threads may still need the GIL to free the last collective's tensors, a hang seen here
+    in 1 of about 10 runs (pytorch/pytorch#154976); the pause lets them finish first."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if barrier:
+        dist.barrier()
+    time.sleep(0.1)  # releases the GIL
+    dist.destroy_process_group()
 
 
 def rank_device(device: str, ctx: Context) -> str:
@@ -141,6 +152,15 @@ def broadcast(value: Any, ctx: Context) -> Any:
     return box[0]
 
 
+def all_gather(value: Any, ctx: Context) -> list[Any]:
+    """Every rank's ``value`` (picklable), in rank order, on every rank."""
+    if not ctx.active:
+        return [value]
+    values: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    return values
+
+
 def all_reduce(values: list[float], op: str, ctx: Context) -> list[float]:
     """``values`` summed (``op="sum"``) or maximised (``"max"``) over the ranks."""
     if not ctx.active:
@@ -163,10 +183,7 @@ def parameter_digest(module: torch.nn.Module) -> str:
 def check_replicas(module: torch.nn.Module, ctx: Context) -> str:
     """The parameter digest, checked equal on every rank (``RuntimeError`` otherwise)."""
     own = parameter_digest(module)
-    if not ctx.active:
-        return own
-    digests: list[Any] = [None] * ctx.world_size
-    dist.all_gather_object(digests, own)
+    digests = all_gather(own, ctx)
     if len(set(digests)) != 1:
         raise RuntimeError(f"data-parallel replicas diverged: parameter digests {digests}")
     return own

@@ -58,7 +58,7 @@ from tgraph.runs.fingerprint import AMENDABLE, IGNORED, flatten
 from tgraph.runs.records import Amendment, CurveRecord
 from tgraph.runs.rundir import RunDir
 from tgraph.train import distributed
-from tgraph.train.checkpoint import load_checkpoint, save_checkpoint
+from tgraph.train.checkpoint import restore_checkpoint, rng_states, save_checkpoint, set_rng_states
 from tgraph.train.config import TrainConfig
 from tgraph.train.negatives import NegativeSampler, make_sampler
 from tgraph.train.seed import seed_everything
@@ -304,15 +304,9 @@ class Trainer:
         to report to an Optuna trial); an exception it raises stops training.
         """
         last = None if self.run_dir is None else self.run_dir.layout.last_checkpoint
-        if resume and self.dist.active:
-            raise ConfigError(
-                "resuming is not supported with several processes: the checkpoint holds "
-                "rank 0's random generators only",
-                key="--resume",
-                fix="resume with one process, or start the run again with --overwrite",
-            )
-        if resume and self.model.needs_training and last is not None and last.exists():
-            self._resume(last)
+        found = last is not None and last.exists()
+        if resume and self.model.needs_training and distributed.broadcast(found, self.dist):
+            self._resume(last)  # rank 0 reads it (the other ranks have no run directory)
         if self.run_dir is not None:
             self.run_dir.write_curve(self.history)
             if self.config.tensorboard:
@@ -510,7 +504,13 @@ class Trainer:
         return f"{head}: {', '.join(parts)}"
 
     def _state(self) -> dict[str, Any]:
+        """The trainer's state for the last checkpoint (with several processes: every rank's
+        random generators, gathered on all of them)."""
+        ranks_rng = None
+        if self.dist.active:
+            ranks_rng = distributed.all_gather(rng_states(self.negatives_generator), self.dist)
         return {
+            "ranks_rng": ranks_rng,
             "history": [r.model_dump(mode="json") for r in self.history],
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
@@ -521,11 +521,20 @@ class Trainer:
             "config": self.config.model_dump(mode="json"),
         }
 
-    def _resume(self, path: Path) -> None:
-        loaded = load_checkpoint(
-            path, model=self.model, optimizer=self.optimizer, generator=self.generator
+    def _resume(self, path: Path | None) -> None:
+        """Continue from the checkpoint ``path`` (read by rank 0 and sent to every rank; each
+        rank restores its own random generators, which the checkpoint holds for every rank)."""
+        payload = None
+        if self.dist.is_main:
+            assert path is not None  # rank 0 has the run directory
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = distributed.broadcast(payload, self.dist)
+        loaded = restore_checkpoint(
+            payload, model=self.model, optimizer=self.optimizer, generator=self.generator
         )
         state = loaded["state"]
+        if self.dist.active:
+            set_rng_states(state["ranks_rng"][self.dist.rank], self.negatives_generator)
         self.epoch = loaded["epoch"]
         self.history = [CurveRecord.model_validate(r) for r in state["history"]]
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
