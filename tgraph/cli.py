@@ -17,6 +17,7 @@ Examples::
     tgraph configs
     tgraph run --config demo seeds=[0,1,2] train.lr=0.01
     tgraph run --config demo --dry-run     # resolved runs, no training
+    tgraph run --config demo --nproc 2     # data-parallel, 2 processes (torchrun)
     tgraph run --config my_experiment.yaml --import my_models
     tgraph tune --config studies/bprmf_movielens100k --n-trials 20
     tgraph tune --config STUDY.yaml --storage journal:runs/study.journal --search-only  # x N
@@ -90,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from tgraph.config import load_config
     from tgraph.experiment import markdown_table, plan, run_experiment
+    from tgraph.train import distributed
 
     config = load_config(args.config, _record_imports(args.config, args.overrides, args.imports))
     if args.dry_run:
@@ -97,11 +99,36 @@ def _run(args: argparse.Namespace) -> int:
             print(f"# {run.label} seed {run.seed} -> {run.path}")
             print(yaml.safe_dump(run.resolved, sort_keys=False))
         return 0
-    summary = run_experiment(config, args.data_root, resume=args.resume, overwrite=args.overwrite)
+    if args.nproc < 1:
+        raise UsageError(f"--nproc {args.nproc}: give at least 1 process")
+    if args.nproc > 1:
+        return _launch(args)
+    ctx = distributed.init(config.device)  # joins torchrun's processes, if launched by it
+    if not ctx.is_main:  # rank 0 logs and prints
+        logging.getLogger("tgraph").setLevel(logging.WARNING)
+    try:
+        summary = run_experiment(
+            config, args.data_root, resume=args.resume, overwrite=args.overwrite
+        )
+    except BaseException:
+        distributed.finish(barrier=False)  # torchrun stops the other ranks
+        raise
+    distributed.finish()
+    if not ctx.is_main:
+        return 0
     print(f"\n{config.experiment} on {config.dataset.name} ({config.dataset.protocol}), test:")
     print(markdown_table(summary, config.metrics))
     print(f"\nrun directories: {config.output_dir}/{config.experiment}/{config.dataset.name}/")
     return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``tgraph run --nproc N``: the same command in N processes through torchrun."""
+    from tgraph.train import distributed
+
+    if distributed.launched():
+        raise UsageError("--nproc in a process that torchrun started: give one or the other")
+    return distributed.launch(args.nproc, args.argv)
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -292,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate, print the resolved configuration and directory of every (model, seed) "
         "run, and exit without loading data or writing anything",
     )
+    run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train data-parallel in N processes on this machine (torchrun on 127.0.0.1; gloo "
+        "on CPU, nccl on GPU); rank 0 writes the run directories. Several machines: 'torchrun "
+        "--nnodes M --node-rank K --nproc-per-node N --master-addr HOST --master-port PORT -m "
+        "tgraph run ...' on each (see docs/scale.md)",
+    )
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=0.01")
     run.set_defaults(handler=_run)
 
@@ -443,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command of ``argv``; return its exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc hands to torchrun
     args.imports = getattr(args, "imports", [])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if getattr(args, "threads", None):

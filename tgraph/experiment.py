@@ -5,6 +5,10 @@ Each (model, seed) gets a run directory (see :mod:`tgraph.runs`); the experiment
 the mean and standard deviation over seeds. Epochs are selected on validation only; test
 is ranked once, with the selected weights, and with ``eval.mode: streaming`` a second time by
 :class:`~tgraph.eval.streaming.StreamingEvaluator`, the same weights following the stream.
+
+Launched by torchrun with several processes (``tgraph run --nproc N``), every rank trains every
+run (data-parallel, see :mod:`tgraph.train.distributed`); rank 0 alone checks and writes the
+run directories, ranks the test part and writes the summary.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tgraph.data.split import Split
 from tgraph.errors import ConfigError, RunDirError
 from tgraph.eval.streaming import StreamingEvaluator
 from tgraph.runs import RunDir, RunMetrics, safe_run_path
+from tgraph.train import distributed
 from tgraph.train.recipe import RunSpec, resolve_run, train_one
 
 log = logging.getLogger(__name__)
@@ -47,7 +52,9 @@ def run_model(
         log.info("%s seed %d: already done (%s)", spec.label, spec.seed, run_dir.path)
         return run_dir.read_metrics()
     recorded = run_dir.begin(fingerprint, spec.resolved, decision)
-    with run_dir.session(spec.experiment.device, decision.action):
+    ctx = distributed.context()
+    note = decision.action + (f" ({ctx.world_size} processes)" if ctx.active else "")
+    with run_dir.session(spec.experiment.device, note):
         log.info("%s seed %d: training (run directory %s)", spec.label, spec.seed, run_dir.path)
         trained = train_one(
             split_,
@@ -138,14 +145,29 @@ def run_experiment(
 
     Every run directory is checked (see :func:`run_model`) before the first model trains, so
     a refused run stops the experiment before anything is written; ``resume`` and
-    ``overwrite`` exclude each other."""
+    ``overwrite`` exclude each other.
+
+    With several processes (torchrun), rank 0 checks the run directories and tells the other
+    ranks which runs to train (or resume) alongside it; they write nothing and return an
+    empty frame."""
     if resume and overwrite:
         raise RunDirError("--resume continues runs and --overwrite replaces them: choose one")
+    ctx = distributed.context()
     specs = plan(config)
     split_ = protocols.prepare_split(config.dataset, root)
     log.info("split: %s", split_.summary())
-    for spec in specs:
-        RunDir(spec.path).check(spec.fingerprint(split_), resume=resume, overwrite=overwrite)
+    actions = None
+    if ctx.is_main:
+        actions = [
+            RunDir(spec.path).check(spec.fingerprint(split_), resume=resume, overwrite=overwrite)
+            for spec in specs
+        ]
+    actions = distributed.broadcast(actions, ctx)
+    if not ctx.is_main:  # train alongside rank 0, which writes
+        for spec, action in zip(specs, actions, strict=True):
+            if action.action != "done":
+                train_one(split_, spec.entry, spec.seed, config, resume=action.action == "resume")
+        return pd.DataFrame()
     rows = [run_model(split_, spec, resume=resume, overwrite=overwrite) for spec in specs]
     summary = summarise(rows, config.metrics)
     base = safe_run_path(config.output_dir, config.experiment, config.dataset.name)

@@ -67,6 +67,17 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore everything :func:`save_checkpoint` wrote; returns ``{"epoch", "state"}``."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
+    return restore_checkpoint(payload, model=model, optimizer=optimizer, generator=generator)
+
+
+def restore_checkpoint(
+    payload: dict[str, Any],
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    generator: np.random.Generator,
+) -> dict[str, Any]:
+    """:func:`load_checkpoint` from a checkpoint already read (e.g. sent by another process)."""
     model.load_state_dict(payload["model"])
     if optimizer is not None and payload["optimizer"] is not None:
         optimizer.load_state_dict(payload["optimizer"])

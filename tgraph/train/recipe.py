@@ -21,6 +21,7 @@ from tgraph.config import ExperimentConfig, ModelEntry
 from tgraph.data.split import Split
 from tgraph.models.base import ModelConfig, Recommender
 from tgraph.runs import CurveRecord, Fingerprint, RunDir, run_path
+from tgraph.train import distributed
 from tgraph.train.config import TrainConfig
 from tgraph.train.seed import seed_everything
 from tgraph.train.trainer import Trainer
@@ -72,6 +73,9 @@ class RunSpec:
         }
         if self.experiment.eval.mode != "static":  # static digests stay those of before
             config["eval"] = self.experiment.eval.model_dump(mode="json")
+        world_size = distributed.context().world_size
+        if world_size > 1:  # data-parallel: other negatives; one-process digests unchanged
+            config["world_size"] = world_size
         return Fingerprint.of(config, split.summary())
 
 

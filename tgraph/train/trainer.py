@@ -25,6 +25,10 @@ from the checkpoint's only in :data:`~tgraph.runs.fingerprint.AMENDABLE` keys; a
 learning rate or weight decay is set on the optimizer explicitly (its restored state would
 keep the old values), and every change is recorded on the next curve record.
 
+Launched by torchrun with several processes (``tgraph run --nproc N``), the trainer trains
+data-parallel: each rank a disjoint shard of every epoch, gradients averaged by DDP,
+validation on rank 0, files written by rank 0 (see :mod:`tgraph.train.distributed`).
+
 With ``train.tensorboard`` the records also go to the run directory's TensorBoard folder
 (:mod:`tgraph.train.tensorboard`); with ``progress`` off (no tqdm bars) each record is logged
 as one line: epoch, loss, the validation metric and the epoch's seconds.
@@ -53,7 +57,8 @@ from tgraph.models.base import Batch, Recommender
 from tgraph.runs.fingerprint import AMENDABLE, IGNORED, flatten
 from tgraph.runs.records import Amendment, CurveRecord
 from tgraph.runs.rundir import RunDir
-from tgraph.train.checkpoint import load_checkpoint, save_checkpoint
+from tgraph.train import distributed
+from tgraph.train.checkpoint import restore_checkpoint, rng_states, save_checkpoint, set_rng_states
 from tgraph.train.config import TrainConfig
 from tgraph.train.negatives import NegativeSampler, make_sampler
 from tgraph.train.seed import seed_everything
@@ -96,15 +101,16 @@ def gradient_step(
     n_neg: int,
     generator: np.random.Generator,
     device: torch.device,
+    loss_fn: Callable[[Batch], torch.Tensor] | None = None,
 ) -> float:
-    """One optimiser step of ``model``'s training loss on a batch (negatives drawn by
-    ``sampler`` with ``generator``); returns the loss."""
+    """One optimiser step of ``model``'s training loss (or of ``loss_fn``, e.g. the loss in
+    DDP) on a batch (negatives drawn by ``sampler`` with ``generator``); returns the loss."""
     neg = None
     if sampler is not None:
         neg = torch.from_numpy(
             sampler.sample(queries.user.numpy(), positives.numpy(), n_neg, generator)
         )
-    loss = model.calculate_loss(Batch(queries, positives, neg).to(device))
+    loss = (loss_fn or model.calculate_loss)(Batch(queries, positives, neg).to(device))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -136,7 +142,9 @@ class Trainer:
         cfg = self.config
         if cfg.refit and rebuild is None:
             raise ValueError("train.refit needs the model's recipe: pass rebuild=")
-        if cfg.tensorboard and run_dir is None:
+        self.dist = distributed.context()
+        self._batch = distributed.check_batch_size(cfg.batch_size, self.dist)  # each rank's
+        if cfg.tensorboard and run_dir is None and self.dist.is_main:
             raise ConfigError(
                 "TensorBoard curves are written into the run directory, and there is none",
                 key="train.tensorboard",
@@ -146,8 +154,13 @@ class Trainer:
         self.run_dir = run_dir
         self.rebuild = rebuild
         seed_everything(seed)
-        self.generator = np.random.default_rng(seed)
-        self.device = torch.device(device)
+        self.generator = np.random.default_rng(seed)  # alike on every rank: the permutations
+        # each rank's negatives: its own stream when several processes train
+        self.negatives_generator = (
+            np.random.default_rng([seed, self.dist.rank]) if self.dist.active else self.generator
+        )
+        self.device = torch.device(distributed.rank_device(str(device), self.dist))
+        self._parallel: torch.nn.Module | None = None  # the loss in DDP (several processes)
         self.model = model.to(self.device)
         self.split = split
         self.evaluator = Evaluator(split, "valid", cfg.metrics, cfg.eval_batch_size)
@@ -212,14 +225,21 @@ class Trainer:
         assert self.optimizer is not None and self._samples is not None  # needs_training
         queries, positives = self._samples
         order = self.generator.permutation(len(positives))
+        if self.dist.active:  # this rank's shard, in its part of every global batch
+            order = distributed.shard(order, self.dist.rank, self.dist.world_size)
         if max_batches is not None:
-            order = order[: max_batches * cfg.batch_size]
+            order = order[: max_batches * self._batch]
         self.model.train()
+        loss_fn = None
+        if self.dist.active:
+            first = torch.from_numpy(order[: self._batch])
+            loss_fn = self._parallel_loss(queries[first], positives[first])
         total, batches = 0.0, 0
-        starts = range(0, len(order), cfg.batch_size)
-        bar = tqdm(starts, desc=f"epoch {self.epoch + 1}", disable=not cfg.progress, leave=False)
+        starts = range(0, len(order), self._batch)
+        show = cfg.progress and self.dist.is_main
+        bar = tqdm(starts, desc=f"epoch {self.epoch + 1}", disable=not show, leave=False)
         for lo in bar:
-            index = torch.from_numpy(order[lo : lo + cfg.batch_size])
+            index = torch.from_numpy(order[lo : lo + self._batch])
             total += gradient_step(
                 self.model,
                 self.optimizer,
@@ -227,12 +247,51 @@ class Trainer:
                 queries[index],
                 positives[index],
                 cfg.n_neg,
-                self.generator,
+                self.negatives_generator,
                 self.device,
+                loss_fn,
             )
             batches += 1
             bar.set_postfix(loss=f"{total / batches:.4f}")
         return total / max(batches, 1)
+
+    def _parallel_loss(self, queries: Queries, positives: torch.Tensor) -> torch.nn.Module:
+        """The current model's loss in DDP (wrapped again after the refit rebuilds it); the
+        batch ``queries``/``positives`` tells whether the loss leaves parameters unused."""
+        wrapped = self._parallel
+        if wrapped is None or wrapped.module.model is not self.model:
+            unused = self._leaves_parameters_unused(queries, positives)
+            if unused:
+                log.info("the loss leaves parameters unused: DDP looks for them at every step")
+            wrapped = distributed.wrap(self.model, self.device, find_unused=unused)
+            self._parallel = wrapped
+        return wrapped
+
+    def _leaves_parameters_unused(self, queries: Queries, positives: torch.Tensor) -> bool:
+        """Whether the loss on this batch leaves a trainable parameter without a gradient, on
+        any rank (DDP must then look for them at every step). Nothing is kept: no gradient,
+        no draw from the trainer's generators (the negatives come from a throwaway one)."""
+        neg = None
+        if self.sampler is not None:
+            neg = torch.from_numpy(
+                self.sampler.sample(
+                    queries.user.numpy(),
+                    positives.numpy(),
+                    self.config.n_neg,
+                    np.random.default_rng(self.seed),
+                )
+            )
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        loss = self.model.calculate_loss(Batch(queries, positives, neg).to(self.device))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        return distributed.on_any_rank(any(g is None for g in grads), self.dist)
+
+    def _validate(self) -> tuple[dict[str, float], float]:
+        """Validation metrics and seconds, computed by rank 0 and the same on every rank."""
+        start = time.perf_counter()
+        metrics = self.evaluator.evaluate(self.model).metrics if self.dist.is_main else None
+        seconds = time.perf_counter() - start
+        return distributed.broadcast((metrics, seconds), self.dist)
 
     def fit(
         self,
@@ -245,14 +304,19 @@ class Trainer:
         to report to an Optuna trial); an exception it raises stops training.
         """
         last = None if self.run_dir is None else self.run_dir.layout.last_checkpoint
-        if resume and self.model.needs_training and last is not None and last.exists():
-            self._resume(last)
+        found = last is not None and last.exists()
+        if resume and self.model.needs_training and distributed.broadcast(found, self.dist):
+            self._resume(last)  # rank 0 reads it (the other ranks have no run directory)
         if self.run_dir is not None:
             self.run_dir.write_curve(self.history)
             if self.config.tensorboard:
                 self._board = TensorBoardCurve(self.run_dir.layout.tensorboard, self.history)
         try:
-            return self._fit(last, on_epoch)
+            history = self._fit(last, on_epoch)
+            if self.dist.active:
+                digest = distributed.check_replicas(self.model, self.dist)
+                log.info("parameters identical on %d ranks (%s)", self.dist.world_size, digest)
+            return history
         finally:
             if self._board is not None:
                 self._board.close()
@@ -265,9 +329,9 @@ class Trainer:
         cfg = self.config
         if not self.model.needs_training:
             self.model.fit(self.split.train)
-            result = self.evaluator.evaluate(self.model)
-            self.best_epoch, self.best_value = 0, result.metrics[cfg.valid_metric]
-            self._record(CurveRecord(epoch=0, valid=result.metrics))
+            metrics, _ = self._validate()
+            self.best_epoch, self.best_value = 0, metrics[cfg.valid_metric]
+            self._record(CurveRecord(epoch=0, valid=metrics))
             if on_epoch is not None:
                 on_epoch(self.history[-1])
             return self.history
@@ -275,11 +339,10 @@ class Trainer:
         while self.epoch < cfg.epochs and self.bad_evals < cfg.patience and not self._out_of_time():
             record = self._timed_epoch()
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or self._out_of_time():
-                start = time.perf_counter()
-                result = self.evaluator.evaluate(self.model)
-                record.valid, record.eval_s = result.metrics, time.perf_counter() - start
-                self.elapsed_s += record.eval_s
-                self._update_best(result)
+                metrics, seconds = self._validate()
+                record.valid, record.eval_s = metrics, seconds
+                self.elapsed_s += seconds
+                self._update_best(metrics)
             record.lr = self.optimizer.param_groups[0]["lr"]
             self._record(record)
             self._save(last, epoch=self.epoch, state=self._state(), optimizer=self.optimizer)
@@ -349,6 +412,10 @@ class Trainer:
         loss = self.train_epoch()
         self.epoch += 1
         seconds = time.perf_counter() - start
+        if self.dist.active:  # the mean loss over ranks, the slowest rank's time
+            (loss,) = distributed.all_reduce([loss], "sum", self.dist)
+            loss /= self.dist.world_size
+            (seconds,) = distributed.all_reduce([seconds], "max", self.dist)
         record = CurveRecord(epoch=self.epoch, loss=loss, train_s=seconds)
         self.elapsed_s += seconds
         return record
@@ -362,8 +429,8 @@ class Trainer:
         return evaluator.evaluate(self.model)
 
     # ------------------------------------------------------------------ bookkeeping
-    def _update_best(self, result: EvalResult) -> None:
-        value = result.metrics[self.config.valid_metric]
+    def _update_best(self, metrics: dict[str, float]) -> None:
+        value = metrics[self.config.valid_metric]
         if value > self.best_value:
             self.best_value, self.best_epoch, self.bad_evals = value, self.epoch, 0
             self.evals_since_decay = 0
@@ -437,7 +504,13 @@ class Trainer:
         return f"{head}: {', '.join(parts)}"
 
     def _state(self) -> dict[str, Any]:
+        """The trainer's state for the last checkpoint (with several processes: every rank's
+        random generators, gathered on all of them)."""
+        ranks_rng = None
+        if self.dist.active:
+            ranks_rng = distributed.all_gather(rng_states(self.negatives_generator), self.dist)
         return {
+            "ranks_rng": ranks_rng,
             "history": [r.model_dump(mode="json") for r in self.history],
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
@@ -448,11 +521,20 @@ class Trainer:
             "config": self.config.model_dump(mode="json"),
         }
 
-    def _resume(self, path: Path) -> None:
-        loaded = load_checkpoint(
-            path, model=self.model, optimizer=self.optimizer, generator=self.generator
+    def _resume(self, path: Path | None) -> None:
+        """Continue from the checkpoint ``path`` (read by rank 0 and sent to every rank; each
+        rank restores its own random generators, which the checkpoint holds for every rank)."""
+        payload = None
+        if self.dist.is_main:
+            assert path is not None  # rank 0 has the run directory
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = distributed.broadcast(payload, self.dist)
+        loaded = restore_checkpoint(
+            payload, model=self.model, optimizer=self.optimizer, generator=self.generator
         )
         state = loaded["state"]
+        if self.dist.active:
+            set_rng_states(state["ranks_rng"][self.dist.rank], self.negatives_generator)
         self.epoch = loaded["epoch"]
         self.history = [CurveRecord.model_validate(r) for r in state["history"]]
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
