@@ -1,5 +1,5 @@
 """The ``tgraph`` command: ``tgraph run``, ``tune``, ``compare``, ``analyse``, ``configs``,
-``data list|describe|download``, ``serve``.
+``data list|describe|download``, ``serve``, ``partition``.
 
 A user error (configuration, data, a run directory or study tgraph refuses to touch) is printed
 as one line, without a traceback unless ``--debug`` is given; the exit code is 2 for usage and
@@ -29,6 +29,7 @@ Examples::
     tgraph data describe foursquare_nyc
     tgraph data download movielens_100k --root ~/data
     tgraph serve runs/demo/synthetic/sasrec/seed0 --port 8000
+    tgraph partition --config my.yaml --parts 2 --out parts/   # for train.distributed=dist_dgl
 """
 
 from __future__ import annotations
@@ -101,7 +102,17 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.nproc < 1:
         raise UsageError(f"--nproc {args.nproc}: give at least 1 process")
-    if args.nproc > 1:
+    engines = {config.train_config(entry).distributed is not None for entry in config.models}
+    if True in engines:
+        if args.nproc > 1 or engines != {True}:
+            raise UsageError(
+                "train.distributed: dist_dgl runs every model of the config on DGL's engine, "
+                "started by its own launcher: give it to all models, and no --nproc"
+            )
+        from tgraph.train import dist_dgl
+
+        dist_dgl.initialize()  # a graph server serves its partition and exits here
+    elif args.nproc > 1:
         return _launch(args)
     ctx = distributed.init(config.device)  # joins torchrun's processes, if launched by it
     if not ctx.is_main:  # rank 0 logs and prints
@@ -129,6 +140,21 @@ def _launch(args: argparse.Namespace) -> int:
     if distributed.launched():
         raise UsageError("--nproc in a process that torchrun started: give one or the other")
     return distributed.launch(args.nproc, args.argv)
+
+
+def _partition(args: argparse.Namespace) -> int:
+    """``tgraph partition``: the training graph of the config's split in N partitions."""
+    from tgraph.config import load_config
+    from tgraph.data import protocols
+    from tgraph.graph.partition import partition
+
+    if args.parts < 1:
+        raise UsageError(f"--parts {args.parts}: give at least 1 partition")
+    config = load_config(args.config, _record_imports(args.config, args.overrides, args.imports))
+    split = protocols.prepare_split(config.dataset, args.data_root)
+    part_config = partition(split, args.parts, args.out)
+    print(f"partition config: {part_config} (DGL_CONF_PATH of every server and trainer)")
+    return 0
 
 
 def _tune(args: argparse.Namespace) -> int:
@@ -331,6 +357,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=0.01")
     run.set_defaults(handler=_run)
+
+    part = commands.add_parser(
+        "partition",
+        parents=[common, plugins],
+        help="partition the training graph of a config's split for train.distributed=dist_dgl",
+        description="Writes the user-item graph of the split's training events in N "
+        "partitions (METIS, dgl.distributed.partition_graph) under --out, with tgraph's node "
+        "ids beside them; graph servers and trainers read OUT/tgraph.json (see docs/scale.md).",
+    )
+    part.add_argument("--config", action="append", required=True, help=_CONFIG_HELP)
+    part.add_argument("--parts", type=int, required=True, help="number of partitions (machines)")
+    part.add_argument("--out", required=True, help="output folder")
+    part.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
+    part.add_argument("overrides", nargs="*", help="key=value overrides of the config")
+    part.set_defaults(handler=_partition)
 
     tune = commands.add_parser(
         "tune",

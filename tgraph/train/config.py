@@ -10,7 +10,15 @@ from __future__ import annotations
 import importlib.util
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from tgraph.config import StrictModel
 from tgraph.eval.metrics import parse
@@ -26,6 +34,21 @@ def _metric_name(name: str) -> str:
 
 MetricName = Annotated[str, AfterValidator(_metric_name)]
 PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def _fanout(value: int) -> int:
+    if value == 0 or value < -1:
+        raise ValueError("a fanout is -1 (every neighbour) or at least 1")
+    return value
+
+
+class DistributedConfig(StrictModel):
+    """``train.distributed``: the engine that trains beyond one process (``dist_dgl``: see
+    :mod:`tgraph.train.dist_dgl`). The string ``dist_dgl`` alone is this with its defaults."""
+
+    engine: Literal["dist_dgl"] = "dist_dgl"
+    #: neighbours sampled per node and layer, outermost first (-1: all); default all
+    fanouts: list[Annotated[int, AfterValidator(_fanout)]] | None = None
 
 
 class TrainConfig(StrictModel):
@@ -67,6 +90,24 @@ class TrainConfig(StrictModel):
     progress: bool = True
     #: per-epoch curves also to ``<run_dir>/tensorboard/`` (the optional extra ``tensorboard``)
     tensorboard: bool = False
+    #: train on another engine (``dist_dgl``); none: this process (or ``--nproc``'s DDP)
+    distributed: DistributedConfig | None = None
+
+    @field_validator("distributed", mode="before")
+    @classmethod
+    def _engine_name(cls, value: object) -> object:
+        return {"engine": value} if isinstance(value, str) else value
+
+    @model_serializer(mode="wrap")
+    def _without_unset_engine(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict:
+        """No ``distributed`` key when there is none: fingerprints of runs without it stay
+        those of before the option existed."""
+        data = handler(self)
+        if data.get("distributed", 0) is None:
+            del data["distributed"]
+        return data
 
     @field_validator("tensorboard")
     @classmethod

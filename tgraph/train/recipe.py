@@ -104,7 +104,12 @@ def build_trainer(
         seed_everything(seed)  # every build starts from the same initialisation
         return models.get(entry.name)(split, spec.model_config)
 
-    return Trainer(
+    trainer_class = Trainer
+    if spec.train.distributed is not None:  # dist_dgl, the one engine there is
+        from tgraph.train.dist_dgl import DistDGLTrainer
+
+        trainer_class = DistDGLTrainer
+    return trainer_class(
         build(),
         split,
         spec.train,
