@@ -14,10 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import dgl
@@ -36,8 +33,8 @@ from tgraph.models.base import Batch
 from tgraph.train import dist_dgl
 from tgraph.train.config import TrainConfig
 
-MACHINE = Path(__file__).with_name("dist_dgl_machine.py")
-REPO = Path(__file__).resolve().parents[2]
+from .dist_dgl_machine import Machines, run_machines
+
 DATASET = {
     "name": "synthetic",
     "options": {"n_users": 60, "n_pois": 90, "n_events": 3000, "days": 30, "seed": 3},
@@ -170,137 +167,23 @@ def test_unsupported_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 # ---------------------------------------------------------------------- two machines
-def _sh(*command: str) -> None:
-    subprocess.run(command, check=True, capture_output=True)
-
-
-class Machines:
-    """Two network namespaces joined by a veth pair (``tg0`` in each, addresses
-    ``10.A.B.1`` and ``.2``), removed by :meth:`close` with every process started in them."""
-
-    def __init__(self) -> None:
-        pid = os.getpid()
-        self.names = [f"tgd{pid}m{k}" for k in range(2)]
-        net = f"10.{200 + pid % 50}.{pid // 50 % 250}"
-        self.addresses = [f"{net}.1", f"{net}.2"]
-        self.processes: list[subprocess.Popen] = []
-        self.created: list[str] = []
-        veth = [f"tgd{pid}v{k}" for k in range(2)]
-        try:
-            for name in self.names:
-                _sh("ip", "netns", "add", name)
-                self.created.append(name)
-            _sh("ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1])
-            for name, end, address in zip(self.names, veth, self.addresses):
-                _sh("ip", "link", "set", end, "netns", name)
-                inside = ["ip", "netns", "exec", name, "ip"]
-                _sh(*inside, "link", "set", end, "name", "tg0")
-                _sh(*inside, "addr", "add", f"{address}/24", "dev", "tg0")
-                _sh(*inside, "link", "set", "tg0", "up")
-                _sh(*inside, "link", "set", "lo", "up")
-        except BaseException:
-            self.close()
-            raise
-
-    def start(self, machine: int, command: list[str], log: Path) -> subprocess.Popen:
-        """``command`` in machine ``machine``: its network namespace and a new mount
-        namespace with its own tmpfs on /dev/shm."""
-        script = 'mount -t tmpfs -o size=512m tgshm /dev/shm && exec "$@"'
-        full = ["ip", "netns", "exec", self.names[machine], "unshare", "--mount"]
-        full += ["--propagation", "private", "sh", "-c", script, "sh", *command]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                full, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.processes.append(process)
-        return process
-
-    def close(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        for name in self.created:  # anything left inside is killed before the namespace goes
-            pids = subprocess.run(
-                ["ip", "netns", "pids", name], capture_output=True, text=True
-            ).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        self.created = []
-
-
 @pytest.fixture
 def machines():
     if shutil.which("ip") is None or shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.fail("the DistDGL test needs root, iproute2 (ip netns) and util-linux (unshare)")
-    pair = Machines()
+    pair = Machines(2)
     try:
         yield pair
     finally:
         pair.close()
-    assert not set(pair.names) & set(
-        subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
-    )
-
-
-def _env() -> dict[str, str]:
-    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    return {
-        "PYTHONPATH": path,
-        "OMP_NUM_THREADS": "1",
-        "DGLBACKEND": "pytorch",
-        "GLOO_SOCKET_IFNAME": "tg0",  # the machine's own address, not the host name's
-    }
-
-
-def run_two_machines(
-    machines: Machines, tmp_path: Path, config: Path, timeout: float = 300
-) -> list[Path]:
-    """``tgraph partition`` then ``tgraph run`` on the two machines; their logs."""
-    parts = tmp_path / "parts"
-    env = {**os.environ, **_env()}
-    cli = [sys.executable, "-m", "tgraph"]
-    subprocess.run(
-        [*cli, "partition", "--config", str(config), "--parts", "2", "--out", str(parts)],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    ip_config = dist_dgl.write_ip_config(tmp_path / "ip_config.txt", machines.addresses, 30050)
-    spec = {
-        "command": [*cli, "run", "--threads", "1", "--config", str(config)],
-        "addresses": machines.addresses,
-        "servers_per_machine": 1,
-        "ip_config": str(ip_config),
-        "part_config": str(parts / "tgraph.json"),
-        "master_port": 29777,
-        "env": _env(),
-    }
-    spec_path = tmp_path / "spec.json"
-    spec_path.write_text(json.dumps(spec))
-    logs = [tmp_path / f"machine{k}.log" for k in range(2)]
-    started = [
-        machines.start(k, [sys.executable, str(MACHINE), str(spec_path), str(k)], logs[k])
-        for k in range(2)
-    ]
-    deadline = time.monotonic() + timeout
-    for k, process in enumerate(started):
-        try:
-            code = process.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"machine {k} still running after {timeout} s:\n{logs[k].read_text()}")
-        assert code == 0, f"machine {k} failed ({code}):\n{logs[k].read_text()[-5000:]}"
-    return logs
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not set(pair.names) & set(listed.split())  # no namespace left behind
 
 
 @pytest.mark.slow
 def test_two_machines(machines: Machines, tmp_path: Path) -> None:
     config = _config(tmp_path)
-    logs = run_two_machines(machines, tmp_path, config)
+    logs = run_machines(machines, tmp_path, config)
     text = [log.read_text() for log in logs]
     # both trainers trained; rank 0 compared the replicas (raises if they differ)
     assert "parameters identical on 2 ranks" in text[0]
@@ -311,3 +194,15 @@ def test_two_machines(machines: Machines, tmp_path: Path) -> None:
     losses = [record["loss"] for record in curve]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert [record["epoch"] for record in curve] == [1, 2, 3, 4]  # each epoch recorded once
+
+
+@pytest.mark.slow
+def test_failure_stops_everything(machines: Machines, tmp_path: Path) -> None:
+    """A trainer that fails (a model the engine does not support) stops its machine's
+    servers: the run fails with the trainer's error, and nothing is left running."""
+    config = _config(tmp_path)
+    with pytest.raises(RuntimeError, match="does not support model BPRMF"):
+        run_machines(machines, tmp_path, config, "models=[{name: bprmf}]", timeout=200)
+    machines.close()
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "spec.json")], capture_output=True)
+    assert left.stdout == b""
