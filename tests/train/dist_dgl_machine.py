@@ -1,7 +1,7 @@
 """Simulated machines for DistDGL on one host: the test's and the benchmark's.
 
-:class:`Machines` makes ``n`` network namespaces on a bridge-less chain of veth pairs (two
-machines: one pair; each namespace's interface is ``tg0`` with its own address) and removes
+:class:`Machines` makes one or two network namespaces joined by a veth pair (each
+namespace's end is ``tg0``, with its own address) and removes
 them, with every process started in them, on :meth:`Machines.close`.
 :func:`run_machines` partitions a config's graph (``tgraph partition``) and runs ``tgraph run``
 on every machine, each in its own mount namespace with a fresh tmpfs on /dev/shm (two graph
@@ -35,7 +35,8 @@ def _sh(*command: str) -> None:
 
 
 class Machines:
-    """``n`` (1 or 2) network namespaces, ``tg0`` in each with address ``10.A.B.k+1``."""
+    """``n`` (1 or 2) network namespaces, ``tg0`` in each with address ``10.A.B.k+1``
+    (for one machine, the end of the pair left in this namespace gets no address)."""
 
     def __init__(self, n: int = 2) -> None:
         if n not in (1, 2):
@@ -46,26 +47,24 @@ class Machines:
         self.addresses = [f"{net}.{k + 1}" for k in range(n)]
         self.processes: list[subprocess.Popen] = []
         self.created: list[str] = []
-        veth = [f"tgd{pid}v{k}" for k in range(2)]
+        veth = self.veth = [f"tgd{pid}v{k}" for k in range(2)]
         try:
             for name in self.names:
                 _sh("ip", "netns", "add", name)
                 self.created.append(name)
             for name in self.names:
                 _sh("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-            if n == 2:
-                _sh("ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1])
-                for name, end, address in zip(self.names, veth, self.addresses):
-                    _sh("ip", "link", "set", end, "netns", name)
-                    inside = ["ip", "netns", "exec", name, "ip"]
-                    _sh(*inside, "link", "set", end, "name", "tg0")
-                    _sh(*inside, "addr", "add", f"{address}/24", "dev", "tg0")
-                    _sh(*inside, "link", "set", "tg0", "up")
-            else:  # one machine: its own address on a dummy interface
-                inside = ["ip", "netns", "exec", self.names[0], "ip"]
-                _sh(*inside, "link", "add", "tg0", "type", "dummy")
-                _sh(*inside, "addr", "add", f"{self.addresses[0]}/24", "dev", "tg0")
+            # a veth pair: one end in each machine (one machine: the other end stays
+            # here, unused); it goes when a namespace holding one end is deleted
+            _sh("ip", "link", "add", veth[0], "type", "veth", "peer", "name", veth[1])
+            for name, end, address in zip(self.names, veth, self.addresses):
+                _sh("ip", "link", "set", end, "netns", name)
+                inside = ["ip", "netns", "exec", name, "ip"]
+                _sh(*inside, "link", "set", end, "name", "tg0")
+                _sh(*inside, "addr", "add", f"{address}/24", "dev", "tg0")
                 _sh(*inside, "link", "set", "tg0", "up")
+            if n == 1:
+                _sh("ip", "link", "set", veth[1], "up")
         except BaseException:
             self.close()
             raise
@@ -99,6 +98,8 @@ class Machines:
                     pass
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.created = []
+        for end in self.veth:  # gone with its namespace, unless setting up failed midway
+            subprocess.run(["ip", "link", "del", end], capture_output=True)
 
 
 def machine_env() -> dict[str, str]:
