@@ -42,6 +42,10 @@ def _fanout(value: int) -> int:
     return value
 
 
+#: options added after runs were fingerprinted: left out of a dump while unset (``None``)
+UNSET_OMITTED = frozenset({"distributed"})
+
+
 class DistributedConfig(StrictModel):
     """``train.distributed``: the engine that trains beyond one process (``dist_dgl``: see
     :mod:`tgraph.train.dist_dgl`). The string ``dist_dgl`` alone is this with its defaults."""
@@ -102,11 +106,12 @@ class TrainConfig(StrictModel):
     def _without_unset_engine(
         self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
     ) -> dict:
-        """No ``distributed`` key when there is none: fingerprints of runs without it stay
-        those of before the option existed."""
+        """No key for an option of :data:`UNSET_OMITTED` left unset (``None``): fingerprints
+        of runs without it stay those of before the option existed."""
         data = handler(self)
-        if data.get("distributed", 0) is None:
-            del data["distributed"]
+        for key in UNSET_OMITTED:
+            if key in data and data[key] is None:
+                del data[key]
         return data
 
     @field_validator("tensorboard")
