@@ -42,7 +42,13 @@ DATASET = {
 }
 
 
-def _config(tmp_path: Path, **train: object) -> Path:
+MODELS = [
+    {"name": "lightgcn", "config": {"embedding_dim": 16, "n_layers": 2}},
+    {"name": "ngcf", "config": {"embedding_dim": 16, "hidden_dim": 16, "n_layers": 2}},
+]
+
+
+def _config(tmp_path: Path, models: list[dict] = MODELS[:1], **train: object) -> Path:
     config = {
         "experiment": "distdgl",
         "output_dir": str(tmp_path / "runs"),
@@ -60,7 +66,7 @@ def _config(tmp_path: Path, **train: object) -> Path:
             "distributed": "dist_dgl",
             **train,
         },
-        "models": [{"name": "lightgcn", "config": {"embedding_dim": 16, "n_layers": 2}}],
+        "models": models,
     }
     path = tmp_path / "distdgl.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -109,11 +115,18 @@ def test_partition_files(tmp_path: Path) -> None:
     assert edges == set(zip(src.tolist(), dst.tolist()))
 
 
-@pytest.mark.parametrize("n_layers", [0, 2])
-def test_block_loss_equals_lightgcn(tmp_path: Path, n_layers: int) -> None:
-    """Full fanouts over a renumbered graph: the loss and its gradient are LightGCN's."""
+@pytest.mark.parametrize(
+    ("name", "n_layers"), [("lightgcn", 0), ("lightgcn", 2), ("ngcf", 0), ("ngcf", 2)]
+)
+def test_block_loss_equals_one_process(tmp_path: Path, name: str, n_layers: int) -> None:
+    """Full fanouts over a renumbered graph: the loss and its gradients (embedding rows and
+    dense layers) are the one-process model's."""
     split = _split(tmp_path)
-    model = models.get("lightgcn")(split, {"embedding_dim": 8, "n_layers": n_layers})
+    options = {"embedding_dim": 8, "n_layers": n_layers}
+    if name == "ngcf":
+        options.update(hidden_dim=6, mess_dropout=0.0)
+    torch.manual_seed(0)
+    model = models.get(name)(split, options)
     model.train()
     graph = bipartite_graph(split.train)
     perm = torch.randperm(graph.num_nodes(), generator=torch.Generator().manual_seed(0))
@@ -134,6 +147,7 @@ def test_block_loss_equals_lightgcn(tmp_path: Path, n_layers: int) -> None:
     batch = Batch(queries, pos, neg)
     expected = model.calculate_loss(batch)
     expected.backward()
+    expected_table_grad = model.embedding.weight.grad.clone()
     sampler = dgl.dataloading.NeighborSampler([-1] * n_layers) if n_layers else None
     got = dist_dgl.block_loss(
         renumbered,
@@ -145,10 +159,18 @@ def test_block_loss_equals_lightgcn(tmp_path: Path, n_layers: int) -> None:
         split.n_users,
         "bpr",
         model.config.reg_weight,
+        dist_dgl.BlockEncoder(model),
     )
+    dense = {n: p.grad.clone() for n, p in model.named_parameters() if n != "embedding.weight"}
+    for param in model.parameters():
+        param.grad = None
     got.backward()
     torch.testing.assert_close(got, expected)
-    torch.testing.assert_close(table.grad[ids], model.embedding.weight.grad)
+    torch.testing.assert_close(table.grad[ids], expected_table_grad)
+    assert model.embedding.weight.grad is None  # the block loss reads the table only
+    assert len(dense) == (2 * n_layers + n_layers if name == "ngcf" else 0)  # W1, b, W2
+    for key, grad in dense.items():
+        torch.testing.assert_close(dict(model.named_parameters())[key].grad, grad)
 
 
 def test_unsupported_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,18 +204,21 @@ def machines():
 
 @pytest.mark.slow
 def test_two_machines(machines: Machines, tmp_path: Path) -> None:
-    config = _config(tmp_path)
+    """LightGCN (embeddings only) then NGCF (dense layers in DDP) in one engine run."""
+    config = _config(tmp_path, MODELS)
     logs = run_machines(machines, tmp_path, config)
-    text = [log.read_text() for log in logs]
-    # both trainers trained; rank 0 compared the replicas (raises if they differ)
-    assert "parameters identical on 2 ranks" in text[0]
-    runs = list((tmp_path / "runs").rglob("metrics.json"))
-    assert len(runs) == 1  # one run directory, written once (by rank 0)
-    run_dir = runs[0].parent
-    curve = [json.loads(line) for line in (run_dir / "curve.jsonl").read_text().splitlines()]
-    losses = [record["loss"] for record in curve]
-    assert len(losses) == 4 and losses[-1] < losses[0]
-    assert [record["epoch"] for record in curve] == [1, 2, 3, 4]  # each epoch recorded once
+    text = logs[0].read_text()
+    # both trainers trained each model; rank 0 compared the replicas (raises if they differ)
+    assert text.count("parameters identical on 2 ranks") == 2
+    runs = sorted((tmp_path / "runs").rglob("metrics.json"))
+    assert [run.parent.parent.name for run in runs] == ["lightgcn", "ngcf"]  # written once each
+    for run in runs:
+        lines = (run.parent / "curve.jsonl").read_text().splitlines()
+        curve = [json.loads(line) for line in lines]
+        assert [record["epoch"] for record in curve] == [1, 2, 3, 4]  # each epoch once
+        losses = [record["loss"] for record in curve]
+        assert losses[-1] < losses[0]
+        assert json.loads(run.read_text())["test"]["mrr"] > 0
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 For graphs that do not fit one machine, DGL keeps the graph in partitions, each served by
 graph servers on its machine, and trainers on every machine sample neighbourhoods from all of
-them. tgraph plugs its LightGCN into that engine behind the usual ``tgraph run``:
+them. tgraph plugs its LightGCN and NGCF into that engine behind the usual ``tgraph run``:
 
 1. ``tgraph partition --config X --parts N --out DIR`` writes the training graph of the
    config's split in ``N`` partitions (:mod:`tgraph.graph.partition`) and copies nothing else:
@@ -21,23 +21,26 @@ gradient step runs on the engine: each rank takes its shard of every epoch's tra
 negatives from the :class:`~dgl.distributed.DistGraph` (``dgl.dataloading.NeighborSampler``,
 ``fanouts`` per layer, full neighbourhoods by default), reads their layer-0 rows from a
 :class:`~dgl.distributed.DistEmbedding` (partitioned like the nodes, with an explicit
-``part_policy``) and propagates LightGCN over the sampled blocks (:func:`block_loss`); the
-distributed :class:`~dgl.distributed.optim.SparseAdam` updates the rows on the servers. With
-full fanouts the loss is exactly the one-process LightGCN loss of the batch (tested). Every
-epoch the trainers read the whole table back into their local model, which rank 0 validates
-and, after selection, tests and writes, as in any run.
+``part_policy``) and propagates the model over the sampled blocks (:class:`BlockEncoder`,
+:func:`block_loss`); the distributed :class:`~dgl.distributed.optim.SparseAdam` updates the
+rows on the servers, and the dense layers (NGCF's) are trained by the run's optimiser with
+their gradients averaged across trainers by DDP. With full fanouts the loss and gradients are
+exactly the one-process model's on the batch (tested). Every epoch the trainers read the
+whole table back into their local model, which rank 0 validates and, after selection, tests
+and writes, as in any run; after training the trainers' parameters (table copy and dense
+layers) are compared as DDP replicas are.
 
-Supported: ``lightgcn`` with a sampled loss (``bpr`` / ``sampled_softmax``). It has no dense
-parameters, so nothing goes through DDP: the servers hold the one copy of the weights, and
-the trainers' local copies are compared after training as DDP replicas are. Not supported
-(a ``ConfigError``): other models, the full ``ce`` loss, ``refit``, ``--resume`` (the
-optimiser state lives on the servers), ``weight_decay`` (LightGCN's ``reg_weight`` is its
-L2). Validation and test still rank on one machine (rank 0 holds every embedding and its own
-copy of the training graph): the engine distributes training, not evaluation.
+Supported: ``lightgcn`` and ``ngcf`` with a sampled loss (``bpr`` / ``sampled_softmax``).
+Not supported (a ``ConfigError``): other models, the full ``ce`` loss, ``refit``,
+``--resume`` (the optimiser state lives on the servers), ``weight_decay`` (the models'
+``reg_weight`` is their L2). Validation and test still rank on one machine (rank 0 holds
+every embedding and its own copy of the training graph): the engine distributes training,
+not evaluation.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable
@@ -48,7 +51,8 @@ import dgl
 import dgl.function as fn
 import torch
 import torch.distributed as dist
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from tgraph.errors import ConfigError
 from tgraph.graph.partition import read_partition
@@ -56,6 +60,7 @@ from tgraph.models.base import Batch, scored_items
 from tgraph.models.bprmf import l2_rows
 from tgraph.models.lightgcn import LightGCN
 from tgraph.models.losses import loss_from_scores
+from tgraph.models.ngcf import NGCF
 from tgraph.train import distributed
 from tgraph.train.trainer import Trainer
 
@@ -64,6 +69,8 @@ log = logging.getLogger(__name__)
 #: the environment variables DGL's launcher gives every process (see :func:`server_env`)
 ROLE, IP_CONFIG, PART_CONFIG = "DGL_ROLE", "DGL_IP_CONFIG", "DGL_CONF_PATH"
 EMBEDDING_NAME = "tgraph_embedding"
+#: runs trained in this process: each run's table (and its optimiser state) has its own name
+_RUNS = itertools.count()
 
 
 def zeros(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
@@ -186,6 +193,49 @@ def block_propagate(
     return torch.stack(layers).mean(0), feat[:n_out]
 
 
+def ngcf_block_propagate(
+    convs: nn.ModuleList, blocks: list[dgl.DGLGraph], feat: Tensor, degrees: Tensor
+) -> tuple[Tensor, Tensor]:
+    r"""NGCF (:class:`~tgraph.nn.NGCFConv` ``convs``, one per block) over sampled ``blocks``:
+    the message :math:`m_v` is :func:`block_propagate`'s (rescaled neighbour sum), then
+    :math:`h_v' = \mathrm{Dropout}(\mathrm{LeakyReLU}(W_1 (h_v + m_v) + W_2 (m_v \odot h_v)
+    + b))`. Returns the concatenation of the layer-0 rows and every layer's L2-normalised
+    output for the last block's destinations, and their layer-0 rows."""
+    norm = degrees.clamp(min=1).rsqrt().unsqueeze(1)
+    h = feat
+    n_out = blocks[-1].num_dst_nodes() if blocks else len(feat)
+    outputs = [feat[:n_out]]
+    for conv, block in zip(convs, blocks):
+        n_src, n_dst = block.num_src_nodes(), block.num_dst_nodes()
+        with block.local_scope():
+            block.srcdata["h"] = h[:n_src] * norm[:n_src]
+            block.update_all(fn.copy_u("h", "m"), fn.sum("m", "m"))
+            sampled = block.in_degrees().to(feat.dtype).clamp(min=1).unsqueeze(1)
+            message = block.dstdata["m"] * norm[:n_dst] * degrees[:n_dst].unsqueeze(1) / sampled
+        own = h[:n_dst]
+        out = conv.W1(own + message) + conv.W2(message * own)
+        h = conv.dropout(F.leaky_relu(out, conv.negative_slope))
+        outputs.append(F.normalize(h[:n_out], dim=1))
+    return torch.cat(outputs, dim=1), feat[:n_out]
+
+
+class BlockEncoder(nn.Module):
+    """The model's propagation over sampled blocks: ``forward(blocks, feat, degrees)`` ->
+    (final rows, layer-0 rows) of the last block's destinations. Holds the model's dense
+    layers (NGCF's; LightGCN has none), so that DDP can wrap it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.convs = getattr(model, "layers", None)
+
+    def forward(
+        self, blocks: list[dgl.DGLGraph], feat: Tensor, degrees: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        if self.convs is None:
+            return block_propagate(blocks, feat, degrees)
+        return ngcf_block_propagate(self.convs, blocks, feat, degrees)
+
+
 def block_loss(
     graph: Any,
     sampler: dgl.dataloading.NeighborSampler | None,
@@ -196,12 +246,14 @@ def block_loss(
     n_users: int,
     loss: str,
     reg_weight: float,
+    encoder: Callable[..., tuple[Tensor, Tensor]] = block_propagate,
 ) -> Tensor:
-    """LightGCN's training loss of ``batch`` (``loss`` on its positive and negatives plus
+    """The training loss of ``batch`` (``loss`` on its positive and negatives plus
     ``reg_weight`` times the L2 of their layer-0 rows), propagated over blocks sampled from
     ``graph`` (a ``DGLGraph`` or ``DistGraph``; ``sampler`` ``None``: no layer).
     ``lookup(nodes)`` returns layer-0 rows and ``degree(nodes)`` full degrees of graph nodes;
-    ``ids[tgraph node]`` is its graph node id (users first, then items)."""
+    ``ids[tgraph node]`` is its graph node id (users first, then items); ``encoder(blocks,
+    rows, degrees)`` propagates (LightGCN's :func:`block_propagate` by default)."""
     users, pos = batch.queries.user, batch.pos_item
     items = scored_items(batch, loss)  # type: ignore[arg-type]
     if items is None:
@@ -213,7 +265,7 @@ def block_loss(
         input_nodes, blocks = seeds, []
     else:
         input_nodes, _, blocks = sampler.sample(graph, seeds)
-    final, ego = block_propagate(blocks, lookup(input_nodes), degree(input_nodes))
+    final, ego = encoder(blocks, lookup(input_nodes), degree(input_nodes))
     query, item = final[inverse[:n]], final[inverse[n:]].view(n, items.shape[1], -1)
     scores = torch.einsum("bd,bkd->bk", query, item)
     ego_items = ego[inverse[n:]].view(n, items.shape[1], -1)
@@ -241,7 +293,7 @@ class DistDGLTrainer(Trainer):
         self.embedding = dgl.distributed.DistEmbedding(
             n_nodes,
             dim,
-            name=EMBEDDING_NAME,
+            name=f"{EMBEDDING_NAME}{next(_RUNS)}",  # alike on every trainer: same plan
             init_func=zeros,
             # explicit: with no node type to tell it, DGL guesses the policy from the count
             part_policy=self.graph.get_node_partition_policy("_N"),
@@ -252,9 +304,9 @@ class DistDGLTrainer(Trainer):
         self.sparse_optimizer = dgl.distributed.optim.SparseAdam(
             [self.embedding], lr=self.config.lr
         )
-        assert isinstance(self.model.config, LightGCN.Config)  # checked above
-        self.lightgcn: LightGCN.Config = self.model.config
-        n_layers = self.lightgcn.n_layers
+        assert isinstance(self.model.config, LightGCN.Config | NGCF.Config)  # checked above
+        self.model_config: LightGCN.Config | NGCF.Config = self.model.config
+        n_layers = self.model_config.n_layers
         fanouts = self.config.distributed.fanouts or [-1] * n_layers
         if len(fanouts) != n_layers:
             raise ConfigError(
@@ -263,13 +315,16 @@ class DistDGLTrainer(Trainer):
                 fix=f"one per layer ({n_layers}), or leave it out (full neighbourhoods)",
             )
         self.block_sampler = dgl.dataloading.NeighborSampler(fanouts) if n_layers else None
-        self.edges_seen = 0  # positives trained on by this rank (for edges/s figures)
+        self.encoder: nn.Module = BlockEncoder(self.model)
+        self.dense = any(True for _ in self.encoder.parameters())
+        if self.dense and self.dist.active:  # dense gradients averaged across trainers
+            self.encoder = distributed.wrap_module(self.encoder, self.device)
 
     def _check_supported(self) -> None:
         cfg, model = self.config, self.model
         problems = []
-        if not isinstance(model, LightGCN):
-            problems.append(f"model {type(model).__name__} (supported: lightgcn)")
+        if not isinstance(model, LightGCN | NGCF):
+            problems.append(f"model {type(model).__name__} (supported: lightgcn, ngcf)")
         elif model.config.loss == "ce":
             problems.append("loss 'ce' (supported: bpr, sampled_softmax)")
         if cfg.refit:
@@ -280,7 +335,7 @@ class DistDGLTrainer(Trainer):
             raise ConfigError(
                 "train.distributed: dist_dgl does not support " + ", ".join(problems),
                 key="train.distributed",
-                fix="lightgcn with a sampled loss, without refit or weight_decay",
+                fix="lightgcn or ngcf with a sampled loss, without refit or weight_decay",
             )
 
     def _check_partition(self, meta: dict[str, Any]) -> None:
@@ -316,6 +371,7 @@ class DistDGLTrainer(Trainer):
         if max_batches is not None:
             order = order[: max_batches * self._batch]
         model = self.model
+        model.train()
         total, batches = 0.0, 0
         for lo in range(0, len(order), self._batch):
             index = torch.from_numpy(order[lo : lo + self._batch])
@@ -332,14 +388,17 @@ class DistDGLTrainer(Trainer):
                 self.ids,
                 Batch(queries[index], pos, neg),
                 model.n_users,
-                self.lightgcn.loss,
-                self.lightgcn.reg_weight,
+                self.model_config.loss,
+                self.model_config.reg_weight,
+                self.encoder,
             )
-            loss.backward()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # DDP averages the dense gradients here
             self.sparse_optimizer.step()
+            if self.dense:
+                self.optimizer.step()  # the local embedding copy has no gradient: untouched
             total += float(loss.detach())
             batches += 1
-            self.edges_seen += len(index)
         self._pull()
         return total / max(batches, 1)
 

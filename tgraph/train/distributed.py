@@ -216,6 +216,15 @@ def wrap(
     )
 
 
+def wrap_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``module`` itself in DDP (gradients averaged after every backward pass; buffers not
+    broadcast), for a trainer that calls it directly (DistDGL's block encoder)."""
+    device_ids = [device.index] if device.type == "cuda" and device.index is not None else None
+    return torch.nn.parallel.DistributedDataParallel(
+        module, device_ids=device_ids, broadcast_buffers=False
+    )
+
+
 def on_any_rank(flag: bool, ctx: Context) -> bool:
     """Whether ``flag`` is true on at least one rank."""
     return all_reduce([float(flag)], "max", ctx)[0] > 0
