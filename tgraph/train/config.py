@@ -28,6 +28,30 @@ MetricName = Annotated[str, AfterValidator(_metric_name)]
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
+def _fanout(value: int) -> int:
+    if value == 0 or value < -1:
+        raise ValueError(f"a fanout is a positive number of neighbours or -1 (all), got {value}")
+    return value
+
+
+class SamplingConfig(StrictModel):
+    """Neighbour-sampled mini-batch training (``train.sampling``; see
+    :mod:`tgraph.graph.sampling` and the Scale page of the docs).
+
+    Every training batch propagates over sampled blocks around its users and items instead
+    of the whole graph; evaluation propagates the whole graph layer by layer in chunks of
+    ``inference_chunk`` destination nodes.
+    """
+
+    #: in-neighbours sampled per node and layer, the layer next to the input first; one per
+    #: propagation layer of the model; -1 takes all (full fanout = full-graph training)
+    fanouts: Annotated[list[Annotated[int, AfterValidator(_fanout)]], Field(min_length=1)]
+    #: sample with replacement
+    replace: bool = False
+    #: destination nodes per block in layer-wise full-graph inference (evaluation)
+    inference_chunk: PositiveInt = 65536
+
+
 class TrainConfig(StrictModel):
     """Trainer options (model hyper-parameters live in the model's ``Config``)."""
 
@@ -67,6 +91,8 @@ class TrainConfig(StrictModel):
     progress: bool = True
     #: per-epoch curves also to ``<run_dir>/tensorboard/`` (the optional extra ``tensorboard``)
     tensorboard: bool = False
+    #: neighbour-sampled training (None: full-graph propagation at every step)
+    sampling: SamplingConfig | None = None
 
     @field_validator("tensorboard")
     @classmethod

@@ -65,7 +65,10 @@ class RunSpec:
                 "name": self.entry.name,
                 "config": self.model_config.model_dump(mode="json"),
             },
-            "train": self.train.model_dump(mode="json"),
+            # without train.sampling, the digests of before
+            "train": self.train.model_dump(
+                mode="json", exclude={"sampling"} if self.train.sampling is None else None
+            ),
             "seed": self.seed,
             "device": self.experiment.device,
             "dataset": self.experiment.dataset.model_dump(mode="json"),
