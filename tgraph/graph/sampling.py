@@ -79,8 +79,56 @@ class NeighborSampling:
         input_nodes, output, blocks = self._sampler.sample_blocks(graph, seeds)
         return SampledBlocks(input_nodes, output, inverse, blocks)
 
+    def sample_types(self, graph: dgl.DGLGraph, nodes: dict[str, Tensor]) -> SampledTypedBlocks:
+        """:meth:`sample` on a heterograph: ``nodes`` per node type (``fanouts[l]`` in-edges
+        per destination node and relation)."""
+        seeds, inverse = {}, {}
+        for ntype, ids in nodes.items():
+            seeds[ntype], inverse[ntype] = torch.unique(ids.to(graph.idtype), return_inverse=True)
+        input_nodes, output, blocks = self._sampler.sample_blocks(graph, seeds)
+        return SampledTypedBlocks(input_nodes, output, inverse, blocks)
+
     def __repr__(self) -> str:
         return f"NeighborSampling(fanouts={self.fanouts}, replace={self.replace})"
+
+
+@dataclass
+class SampledTypedBlocks:
+    """:class:`SampledBlocks` of a heterograph: every node set is a ``{ntype: ids}``."""
+
+    input_nodes: dict[str, Tensor]
+    seeds: dict[str, Tensor]
+    inverse: dict[str, Tensor]
+    blocks: list[dgl.DGLGraph]
+
+
+Degrees = dict[tuple[str, str, str], tuple[Tensor, Tensor]]
+
+
+def block_degrees(graph: dgl.DGLGraph, block: dgl.DGLGraph) -> Degrees:
+    """``{relation: (out-degrees of the block's sources, in-degrees of its destinations)}`` in
+    the whole ``graph`` (a block's own degrees count only the sampled edges)."""
+    out: Degrees = {}
+    for etype in block.canonical_etypes:
+        src = block.srcnodes[etype[0]].data[dgl.NID]
+        dst = block.dstnodes[etype[2]].data[dgl.NID]
+        out[etype] = (graph.out_degrees(src, etype=etype), graph.in_degrees(dst, etype=etype))
+    return out
+
+
+def full_blocks(
+    graph: dgl.DGLGraph, ntype: str, chunk: int
+) -> Iterator[tuple[int, int, dgl.DGLGraph]]:
+    """``(lo, hi, block)``: the nodes ``lo .. hi-1`` of ``ntype`` as destinations (chunks of at
+    most ``chunk``) with all their in-edges over every relation, sources relabelled
+    (``srcdata[dgl.NID]``): layer-wise inference on a heterograph."""
+    sampler = dgl.dataloading.MultiLayerFullNeighborSampler(1)
+    n = graph.num_nodes(ntype)
+    for lo in range(0, n, chunk):
+        hi = min(lo + chunk, n)
+        dst = torch.arange(lo, hi, dtype=graph.idtype, device=graph.device)
+        _, _, (block,) = sampler.sample_blocks(graph, {ntype: dst})
+        yield lo, hi, block
 
 
 def neighbor_scale(block: dgl.DGLGraph, in_degrees: Tensor) -> Tensor:

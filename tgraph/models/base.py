@@ -133,6 +133,8 @@ class Recommender(nn.Module):
     supports_sampling: ClassVar[bool] = False
     #: the neighbour sampler of sampled training (None: full-graph propagation)
     sampling: NeighborSampling | None = None
+    #: why a model without ``supports_sampling`` needs none (in the refusal's message)
+    sampling_note: ClassVar[str] = ""
 
     def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -152,9 +154,9 @@ class Recommender(nn.Module):
         :class:`~tgraph.errors.ConfigError` (key ``train.sampling``) for a model that cannot."""
         if sampling is not None and not self.supports_sampling:
             raise ConfigError(
-                f"{type(self).__name__} cannot train on sampled neighbourhoods",
+                f"{type(self).__name__} cannot train on sampled neighbourhoods{self.sampling_note}",
                 key="train.sampling",
-                fix="remove train.sampling (full-graph training), or use lightgcn or ngcf",
+                fix="remove train.sampling, or use lightgcn, ngcf or hetero_gnn",
             )
         if sampling is not None:
             self.check_sampling(sampling)
