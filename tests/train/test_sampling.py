@@ -261,3 +261,23 @@ def test_state_dict_unchanged_by_sampling_layer():
     model = models.get("lightgcn")(split, LIGHTGCN[1])
     assert list(model.state_dict()) == ["embedding.weight"]
     copy.deepcopy(model)
+
+
+@pytest.mark.slow
+def test_refit_keeps_sampling():
+    """The refit's rebuilt model trains on sampled blocks too (full fanout: as without)."""
+    split = random_split(30, 30, 6)
+    name, config = LIGHTGCN
+
+    def build():
+        seed_everything(0)
+        return models.get(name)(split, config)
+
+    results = []
+    for sampling in (None, {"fanouts": [-1, -1]}):
+        options = {"epochs": 2, "batch_size": 64, "progress": False, "refit": True}
+        trainer = Trainer(build(), split, {**options, "sampling": sampling}, rebuild=build)
+        trainer.fit()
+        assert (trainer.model.sampling is None) == (sampling is None)
+        results.append(trainer.model.state_dict()["embedding.weight"])
+    torch.testing.assert_close(results[1], results[0], rtol=1e-5, atol=1e-6)
