@@ -54,7 +54,9 @@ from tgraph.data.interactions import Interactions
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
 from tgraph.data.temporal_index import TemporalIndex
+from tgraph.errors import ConfigError
 from tgraph.graph.bipartite import bipartite_graph, user_item_pairs
+from tgraph.graph.sampling import NeighborSampling, SampledBlocks, neighbor_scale
 from tgraph.models.losses import Loss, loss_from_scores
 from tgraph.models.update import (
     NewEvents,
@@ -127,6 +129,12 @@ class Recommender(nn.Module):
     needs_training: ClassVar[bool] = True
     #: whether :meth:`update` folds new events in (else it raises NotImplementedError)
     supports_update: ClassVar[bool] = False
+    #: whether ``train.sampling`` can train it on sampled blocks (:meth:`use_sampling`)
+    supports_sampling: ClassVar[bool] = False
+    #: the neighbour sampler of sampled training (None: full-graph propagation)
+    sampling: NeighborSampling | None = None
+    #: why a model without ``supports_sampling`` needs none (in the refusal's message)
+    sampling_note: ClassVar[str] = ""
 
     def __init__(self, split: Split, config: ModelConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -138,6 +146,26 @@ class Recommender(nn.Module):
         #: graphs with queued changes (:meth:`defer_graph`): name -> completes and returns it
         self._deferred: dict[str, Callable[[], dgl.DGLGraph]] = {}
         self._eval_cache: Any = None
+
+    def use_sampling(self, sampling: NeighborSampling | None) -> None:
+        """Train on ``sampling``'s blocks from now on (``None``: the whole graph again): in
+        training mode :meth:`calculate_loss` propagates over each batch's sampled blocks, in
+        eval mode the whole graph is propagated layer by layer in chunks. Raises
+        :class:`~tgraph.errors.ConfigError` (key ``train.sampling``) for a model that cannot."""
+        if sampling is not None and not self.supports_sampling:
+            raise ConfigError(
+                f"{type(self).__name__} cannot train on sampled neighbourhoods{self.sampling_note}",
+                key="train.sampling",
+                fix="remove train.sampling, or use lightgcn, ngcf or hetero_gnn",
+            )
+        if sampling is not None:
+            self.check_sampling(sampling)
+        self.sampling = sampling
+        self._eval_cache = None
+
+    def check_sampling(self, sampling: NeighborSampling) -> None:
+        """Refuse a sampler that does not fit the model (e.g. fanouts for another number of
+        layers) with a :class:`~tgraph.errors.ConfigError`."""
 
     def require_history(self, max_len: int) -> None:
         """Queries must carry the last ``max_len`` (>= 1) events (sets ``history_len``)."""
@@ -447,6 +475,35 @@ class UserItemGraphRecommender(EmbeddingRecommender):
     def graph_norm(self) -> Norms:
         """``self.graph``'s :func:`~tgraph.nn.lightgcn_conv.symmetric_norm`, for the layers."""
         return self.out_norm, self.in_norm
+
+    # ------------------------------------------------------------------ sampled training
+    supports_sampling = True
+
+    def check_sampling(self, sampling: NeighborSampling) -> None:
+        layers = int(getattr(self.config, "n_layers", 0))
+        if sampling.n_layers != layers:
+            raise ConfigError(
+                f"{len(sampling.fanouts)} fanouts {sampling.fanouts} for a model with "
+                f"{layers} propagation layers",
+                key="train.sampling.fanouts",
+                fix=f"give one fanout per layer ({layers})",
+            )
+
+    def sample_blocks(self, nodes: Tensor) -> SampledBlocks:
+        """:attr:`sampling`'s blocks around ``nodes`` (graph ids: users, then items shifted by
+        ``n_users``) in ``self.graph``."""
+        assert self.sampling is not None  # called on the sampled path only
+        return self.sampling.sample(self.graph, nodes)
+
+    def block_norms(self, block: dgl.DGLGraph) -> Norms:
+        r"""The graph's norms for ``block``: :math:`d_{out}^{-1/2}` of its sources and
+        :math:`d_{in}^{-1/2}` of its destinations (whole-graph degrees), the latter times
+        :func:`~tgraph.graph.sampling.neighbor_scale` (1 with full fanout), so that a layer
+        over sampled neighbours estimates the full layer without bias."""
+        out_norm, in_norm = self.graph_norm
+        src, dst = block.srcdata[dgl.NID].long(), block.dstdata[dgl.NID].long()
+        in_degrees = self._degrees[1].to(in_norm.device)
+        return out_norm[src], in_norm[dst] * neighbor_scale(block, in_degrees)
 
 
 PAIR_SHIFT = 32

@@ -7,16 +7,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 from torch import Tensor
 
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
+from tgraph.errors import ConfigError
 from tgraph.graph.append import GraphAppender
+from tgraph.graph.sampling import NeighborSampling, block_degrees
 from tgraph.graph.spec import ITEM, USER, GraphSpec
 from tgraph.graph.training import training_heterograph
-from tgraph.models.base import Batch, Dropout, EmbeddingRecommender, InitStd, ModelConfig
+from tgraph.models.base import (
+    Batch,
+    Dropout,
+    EmbeddingRecommender,
+    InitStd,
+    ModelConfig,
+    scored_items,
+)
 from tgraph.models.bprmf import l2_rows
+from tgraph.models.losses import loss_from_scores
 from tgraph.models.registry import register
 from tgraph.models.update import NewEvents, fold_into_heterograph
 from tgraph.nn.hetero_encoder import HeteroEncoder
@@ -30,7 +41,12 @@ class HeteroGNN(EmbeddingRecommender):
     ``transition``, ``in_location``, ``near`` and their reverses by default).
 
     Loss: BPR by default. In eval mode the propagated embeddings are cached until the next
-    ``train()``/``eval()``.
+    ``train()``/``eval()``. With ``train.sampling`` each batch propagates over the sampled
+    blocks around its users and items (``fanouts[l]`` in-edges per node and relation, sums
+    rescaled with the whole graph's degrees, see :class:`~tgraph.nn.relation_conv.RelationConv`)
+    and evaluation propagates layer by layer in chunks
+    (:meth:`~tgraph.nn.hetero_encoder.HeteroEncoder.layerwise`); with full fanout and no
+    dropout both equal the full-graph computation up to float rounding.
 
     :meth:`update` appends the new events' edges to the heterograph
     (:class:`~tgraph.graph.append.GraphAppender`: the timed relations and their norms equal a
@@ -40,6 +56,7 @@ class HeteroGNN(EmbeddingRecommender):
     """
 
     supports_update = True
+    supports_sampling = True
 
     class Config(ModelConfig):
         embedding_dim: PositiveInt = 64
@@ -80,8 +97,42 @@ class HeteroGNN(EmbeddingRecommender):
         self.defer_graph("graph", lambda: self._appender.flush(graph))
 
     def propagate(self) -> dict[str, Tensor]:
-        """Final embeddings of every node type."""
+        """Final embeddings of every node type (layer by layer in chunks in eval mode when
+        training is sampled)."""
+        if self.sampling is not None and not self.training:
+            chunk = self.sampling.inference_chunk
+            return self.eval_cached(lambda: self.encoder.layerwise(self.graph, chunk))
         return self.eval_cached(lambda: self.encoder(self.graph))
+
+    def check_sampling(self, sampling: NeighborSampling) -> None:
+        if sampling.n_layers != self.config.n_layers:
+            raise ConfigError(
+                f"{sampling.n_layers} fanouts for a model with {self.config.n_layers} layers",
+                key="train.sampling.fanouts",
+                fix=f"give one fanout per layer ({self.config.n_layers})",
+            )
+
+    def calculate_loss(self, batch: Batch) -> Tensor:
+        """The loss of :class:`~tgraph.models.base.Recommender`; with ``train.sampling`` the
+        batch's embeddings come from its sampled blocks."""
+        if self.sampling is None:
+            return super().calculate_loss(batch)
+        users = batch.queries.user
+        items = scored_items(batch, self.config.loss)
+        every = torch.arange(self.n_items, device=users.device) if items is None else items
+        graph = self.graph
+        sample = self.sampling.sample_types(graph, {USER: users, ITEM: every.flatten()})
+        degrees = [block_degrees(graph, block) for block in sample.blocks]
+        out = self.encoder.block_forward(sample.blocks, degrees)
+        query_emb = out[USER][sample.inverse[USER]]
+        item_emb = out[ITEM][sample.inverse[ITEM]]
+        if items is None:
+            scores = query_emb @ item_emb.T
+        else:
+            scores = torch.einsum("bd,bkd->bk", query_emb, item_emb.view(*items.shape, -1))
+        return loss_from_scores(self.config.loss, scores, batch.pos_item) + self.regularization(
+            batch
+        )
 
     def embed(self, queries: Queries) -> tuple[Tensor, Tensor]:
         out = self.propagate()

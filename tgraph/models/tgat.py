@@ -71,6 +71,10 @@ class TGAT(EmbeddingRecommender):
     """
 
     supports_update = True
+    sampling_note = (
+        ": it already trains on sampled time-respecting neighbourhoods (the max_len most "
+        "recent events strictly before each query, from the temporal index; set config.max_len)"
+    )
 
     class Config(ModelConfig):
         loss: Loss = "ce"

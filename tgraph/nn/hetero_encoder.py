@@ -8,6 +8,7 @@ import dgl
 import torch
 from torch import Tensor, nn
 
+from tgraph.graph.sampling import Degrees, block_degrees, full_blocks
 from tgraph.nn.relation_conv import Norm, RelationConv
 
 
@@ -82,6 +83,46 @@ class HeteroEncoder(nn.Module):
         for layer in self.layers:
             h = {nt: self.dropout(torch.tanh(x)) for nt, x in layer(graph, h).items()}
             total = {nt: total[nt] + h[nt] for nt in total}
+        return {nt: x / (len(self.layers) + 1) for nt, x in total.items()}
+
+    def block_forward(
+        self, blocks: Sequence[dgl.DGLGraph], degrees: Sequence[Degrees]
+    ) -> dict[str, Tensor]:
+        """:meth:`forward` over sampled blocks (one per layer, DGL's block convention):
+        ``{ntype: Z}`` of the last block's destination nodes of the ``outputs`` types;
+        ``degrees``: each block's whole-graph degrees
+        (:func:`~tgraph.graph.sampling.block_degrees`)."""
+        first, last = blocks[0], blocks[-1]
+        h = {
+            nt: self.embedding[nt][first.srcnodes[nt].data[dgl.NID].long()] for nt in first.srctypes
+        }
+        n_out = {nt: last.num_dst_nodes(nt) for nt in self.outputs}
+        total = {nt: h[nt][: n_out[nt]] for nt in self.outputs}
+        for layer, block, degree in zip(self.layers, blocks, degrees):
+            out = layer(block, h, degree)
+            h = {nt: self.dropout(torch.tanh(x)) for nt, x in out.items()}
+            total = {nt: total[nt] + h[nt][: n_out[nt]] for nt in total}
+        return {nt: x / (len(self.layers) + 1) for nt, x in total.items()}
+
+    @torch.no_grad()
+    def layerwise(self, graph: dgl.DGLGraph, chunk: int) -> dict[str, Tensor]:
+        """:meth:`forward`'s result computed layer by layer, each layer over blocks of at most
+        ``chunk`` destination nodes of one type with all their in-edges
+        (:func:`~tgraph.graph.sampling.full_blocks`): memory holds the ``[N, dim]`` tables
+        and one chunk's edges."""
+        h = {nt: table.detach() for nt, table in self.embedding.items()}
+        total = {nt: h[nt].clone() for nt in self.outputs}
+        for layer in self.layers:
+            new = {}
+            for nt in layer.ntypes:
+                new[nt] = h[nt].new_empty(graph.num_nodes(nt), layer.out_dim)
+                for lo, hi, block in full_blocks(graph, nt, chunk):
+                    feats = {t: h[t][block.srcnodes[t].data[dgl.NID].long()] for t in h}
+                    out = layer(block, feats, block_degrees(graph, block))
+                    new[nt][lo:hi] = self.dropout(torch.tanh(out[nt]))
+            h = new
+            for nt in total:
+                total[nt] += h[nt]
         return {nt: x / (len(self.layers) + 1) for nt, x in total.items()}
 
     def extra_repr(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dgl
 import dgl.function as fn
 import torch.nn.functional as F
+from dgl.utils import expand_as_pair
 from torch import Tensor, nn
 
 from tgraph.nn.lightgcn_conv import Norms, norms_for
@@ -28,8 +29,11 @@ class NGCFConv(nn.Module):
     edge-wise product, so one fused ``copy_u`` / ``sum`` gives both terms; the edge norm is
     folded into node scaling as in :class:`~tgraph.nn.LightGCNConv` (degrees clamped at 1,
     norms cached on the graph). The graph is homogeneous: node ``i`` is both a source and a
-    destination. ``dropout`` is NGCF's message dropout on the layer output (active in
-    training mode only).
+    destination; on a DGL block (sampled training) the destination features are the first
+    rows of the source features (DGL's block convention) unless ``feat`` is a pair
+    ``(source, destination)``, and ``norm`` should hold the whole graph's norms of the
+    block's sources and destinations. ``dropout`` is NGCF's message dropout on the layer
+    output (active in training mode only).
 
     Args:
         in_dim: input feature size.
@@ -61,15 +65,19 @@ class NGCFConv(nn.Module):
         if self.W1.bias is not None:
             nn.init.zeros_(self.W1.bias)
 
-    def forward(self, graph: dgl.DGLGraph, feat: Tensor, norm: Norms | None = None) -> Tensor:
-        """``feat [N, in_dim]`` -> ``[N, out_dim]``; ``norm``: the graph's
+    def forward(
+        self, graph: dgl.DGLGraph, feat: Tensor | tuple[Tensor, Tensor], norm: Norms | None = None
+    ) -> Tensor:
+        """``feat [N_src, in_dim]`` (or ``(source, destination)`` features) ->
+        ``[N_dst, out_dim]``; ``norm``: the graph's
         :func:`~tgraph.nn.lightgcn_conv.symmetric_norm` (computed when omitted)."""
-        out_norm, in_norm = norms_for(graph, feat.dtype, norm)
+        feat_src, feat_dst = expand_as_pair(feat, graph)
+        out_norm, in_norm = norms_for(graph, feat_src.dtype, norm)
         with graph.local_scope():
-            graph.srcdata["h"] = feat * out_norm
+            graph.srcdata["h"] = feat_src * out_norm
             graph.update_all(fn.copy_u("h", "m"), fn.sum("m", "m"))
             message = graph.dstdata["m"] * in_norm
-        out = self.W1(feat + message) + self.W2(message * feat)
+        out = self.W1(feat_dst + message) + self.W2(message * feat_dst)
         return self.dropout(F.leaky_relu(out, self.negative_slope))
 
     def extra_repr(self) -> str:

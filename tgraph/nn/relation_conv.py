@@ -76,28 +76,47 @@ class RelationConv(nn.Module):
             else None
         )
 
-    def forward(self, graph: dgl.DGLGraph, feats: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``feats[ntype] [N_ntype, in_dim]`` -> ``{ntype: [N_ntype, out_dim]}`` for ``ntypes``."""
+    def forward(
+        self,
+        graph: dgl.DGLGraph,
+        feats: dict[str, Tensor],
+        degrees: dict[EType, tuple[Tensor, Tensor]] | None = None,
+    ) -> dict[str, Tensor]:
+        """``feats[ntype] [N_ntype, in_dim]`` -> ``{ntype: [N_ntype, out_dim]}`` for ``ntypes``.
+
+        On a DGL block (sampled training) ``feats`` are the source features, the destination
+        features their first rows (DGL's convention), and ``degrees[etype]`` gives the whole
+        graph's (out-degree of the block's sources, in-degree of its destinations): the
+        neighbour sum over the sampled in-edges is then multiplied by ``in_degree / sampled
+        in_degree`` (so ``"right"`` is the mean of the sampled neighbours and ``"both"`` /
+        ``"none"`` unbiased estimates); with every in-edge sampled, equal to the full layer.
+        """
         with graph.local_scope():
             out: dict[str, Tensor] = {}
             for nt in self.ntypes:
+                n = graph.num_dst_nodes(nt)
+                dst_feat = feats[nt][:n] if graph.is_block else feats[nt]
                 if self.self_weight is not None:
-                    out[nt] = self.self_weight[nt](feats[nt])
+                    out[nt] = self.self_weight[nt](dst_feat)
                 else:
-                    n = graph.num_nodes(nt)
                     out[nt] = feats[nt].new_zeros(n, self.out_dim)
             for et in self.etypes:
                 src, _, dst = et
                 key = _key(et)
                 h = feats[src]
+                given = None if degrees is None else degrees[et]
                 if self.norm == "both":
-                    out_deg = graph.out_degrees(etype=et).clamp(min=1).to(h.dtype)
-                    h = h * out_deg.pow(-0.5).unsqueeze(-1)
-                graph.nodes[src].data[f"h_{key}"] = h
+                    out_deg = graph.out_degrees(etype=et) if given is None else given[0]
+                    h = h * out_deg.clamp(min=1).to(h.dtype).pow(-0.5).unsqueeze(-1)
+                graph.srcnodes[src].data[f"h_{key}"] = h
                 graph.update_all(fn.copy_u(f"h_{key}", "m"), fn.sum("m", f"a_{key}"), etype=et)
-                agg = graph.nodes[dst].data[f"a_{key}"]
+                agg = graph.dstnodes[dst].data[f"a_{key}"]
+                in_deg = graph.in_degrees(etype=et).clamp(min=1).to(agg.dtype)
+                if given is not None:  # sampled: the whole graph's degree, sum rescaled
+                    full = given[1].clamp(min=1).to(agg.dtype)
+                    agg = agg * (full / in_deg).unsqueeze(-1)
+                    in_deg = full
                 if self.norm != "none":
-                    in_deg = graph.in_degrees(etype=et).clamp(min=1).to(agg.dtype)
                     power = -1.0 if self.norm == "right" else -0.5
                     agg = agg * in_deg.pow(power).unsqueeze(-1)
                 out[dst] = out[dst] + self.rel_weight[key](agg)

@@ -2,7 +2,7 @@
 (the losses are part of the model contract: :mod:`tgraph.models.losses`)."""
 
 from tgraph.train.checkpoint import load_checkpoint, save_checkpoint
-from tgraph.train.config import TrainConfig
+from tgraph.train.config import SamplingConfig, TrainConfig
 from tgraph.train.negatives import (
     NegativeSampler,
     PopularitySampler,
@@ -15,6 +15,7 @@ from tgraph.train.trainer import Trainer
 __all__ = [
     "NegativeSampler",
     "PopularitySampler",
+    "SamplingConfig",
     "SpatialSampler",
     "TrainConfig",
     "Trainer",

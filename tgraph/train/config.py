@@ -38,12 +38,12 @@ PositiveInt = Annotated[int, Field(ge=1)]
 
 def _fanout(value: int) -> int:
     if value == 0 or value < -1:
-        raise ValueError("a fanout is -1 (every neighbour) or at least 1")
+        raise ValueError(f"a fanout is a positive number of neighbours or -1 (all), got {value}")
     return value
 
 
 #: options added after runs were fingerprinted: left out of a dump while unset (``None``)
-UNSET_OMITTED = frozenset({"distributed"})
+UNSET_OMITTED = frozenset({"distributed", "sampling"})
 
 
 class DistributedConfig(StrictModel):
@@ -53,6 +53,24 @@ class DistributedConfig(StrictModel):
     engine: Literal["dist_dgl"] = "dist_dgl"
     #: neighbours sampled per node and layer, outermost first (-1: all); default all
     fanouts: list[Annotated[int, AfterValidator(_fanout)]] | None = None
+
+
+class SamplingConfig(StrictModel):
+    """Neighbour-sampled mini-batch training (``train.sampling``; see
+    :mod:`tgraph.graph.sampling` and the Scale page of the docs).
+
+    Every training batch propagates over sampled blocks around its users and items instead
+    of the whole graph; evaluation propagates the whole graph layer by layer in chunks of
+    ``inference_chunk`` destination nodes.
+    """
+
+    #: in-neighbours sampled per node and layer, the layer next to the input first; one per
+    #: propagation layer of the model; -1 takes all (full fanout = full-graph training)
+    fanouts: Annotated[list[Annotated[int, AfterValidator(_fanout)]], Field(min_length=1)]
+    #: sample with replacement
+    replace: bool = False
+    #: destination nodes per block in layer-wise full-graph inference (evaluation)
+    inference_chunk: PositiveInt = 65536
 
 
 class TrainConfig(StrictModel):
@@ -94,6 +112,8 @@ class TrainConfig(StrictModel):
     progress: bool = True
     #: per-epoch curves also to ``<run_dir>/tensorboard/`` (the optional extra ``tensorboard``)
     tensorboard: bool = False
+    #: neighbour-sampled training (None: full-graph propagation at every step)
+    sampling: SamplingConfig | None = None
     #: train on another engine (``dist_dgl``); none: this process (or ``--nproc``'s DDP)
     distributed: DistributedConfig | None = None
 

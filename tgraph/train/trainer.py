@@ -29,6 +29,10 @@ Launched by torchrun with several processes (``tgraph run --nproc N``), the trai
 data-parallel: each rank a disjoint shard of every epoch, gradients averaged by DDP,
 validation on rank 0, files written by rank 0 (see :mod:`tgraph.train.distributed`).
 
+With ``train.sampling`` the graph models train on neighbour-sampled blocks around each
+batch instead of the whole graph, and are evaluated by layer-wise full-graph inference in
+chunks (:meth:`~tgraph.models.base.Recommender.use_sampling`, :mod:`tgraph.graph.sampling`).
+
 With ``train.tensorboard`` the records also go to the run directory's TensorBoard folder
 (:mod:`tgraph.train.tensorboard`); with ``progress`` off (no tqdm bars) each record is logged
 as one line: epoch, loss, the validation metric and the epoch's seconds.
@@ -53,6 +57,7 @@ from tgraph.data.queries import Queries, build_queries, context_events, history_
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError, RunDirError
 from tgraph.eval.evaluator import EvalResult, Evaluator
+from tgraph.graph.sampling import NeighborSampling
 from tgraph.models.base import Batch, Recommender
 from tgraph.runs.fingerprint import AMENDABLE, IGNORED, flatten
 from tgraph.runs.records import Amendment, CurveRecord
@@ -162,6 +167,13 @@ class Trainer:
         self.device = torch.device(distributed.rank_device(str(device), self.dist))
         self._parallel: torch.nn.Module | None = None  # the loss in DDP (several processes)
         self.model = model.to(self.device)
+        self.neighbors: NeighborSampling | None = None  # train.sampling's block sampler
+        if cfg.sampling is not None:
+            sampling = cfg.sampling
+            self.neighbors = NeighborSampling(
+                sampling.fanouts, sampling.replace, sampling.inference_chunk
+            )
+            self.model.use_sampling(self.neighbors)
         self.split = split
         self.evaluator = Evaluator(split, "valid", cfg.metrics, cfg.eval_batch_size)
         self.history: list[CurveRecord] = []
@@ -369,6 +381,8 @@ class Trainer:
         schedule = self._schedule(self.best_epoch)
         log.info("refit: %d epochs on %d train + valid events", self.best_epoch, len(combined))
         self.model = self.rebuild().to(self.device)  # the initialisation of the selection run
+        if self.neighbors is not None:
+            self.model.use_sampling(self.neighbors)
         self.model.observe(combined)
         self.optimizer = self._optimizer()
         self.sampler = self._sampler(combined)
