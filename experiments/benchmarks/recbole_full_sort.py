@@ -145,7 +145,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="recbole_gowalla_") as tmp:
         write_atomic_files(split, Path(tmp))
         env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS=str(args.threads))
-        command = [args.recbole_python, __file__, "--worker", tmp, "--threads", str(args.threads)]
+        script = os.path.abspath(__file__)
+        command = [args.recbole_python, script, "--worker", tmp, "--threads", str(args.threads)]
         process = subprocess.Popen(  # in tmp: RecBole writes log/ and log_tensorboard/ in cwd
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=tmp
         )
