@@ -263,3 +263,16 @@ def test_native_counts_equal_torch_counts(monkeypatch, n_rows, n_items):
         assert not got[b, k:].any()
     scores[-1, n_items // 2] = float("nan")
     assert not native.count_at_least(scores, thresholds, n_thr)[1]
+
+
+def test_thread_pool_is_made_again_after_a_fork(monkeypatch):
+    """A forked child (another pid) gets a new pool instead of the parent's threadless one."""
+    monkeypatch.setattr(native, "_state", {})
+    first = native._pool(2)
+    assert native._pool(2) is first
+    monkeypatch.setattr(native.os, "getpid", lambda: -1)
+    second = native._pool(2)
+    assert second is not first
+    assert second.submit(lambda: 7).result(timeout=10) == 7
+    first.shutdown()
+    second.shutdown()

@@ -10,7 +10,8 @@ removes most of the evaluator's time above the scoring matmul
 (``experiments/benchmarks/full_ranking.py``). Both give the same integer counts.
 
 The kernel is compiled with the system's C compiler (``$CC``, else ``cc`` or ``gcc``) into
-``$TGRAPH_CACHE/native`` (default ``~/.cache/tgraph/native``), named by a hash of the source
+``$TGRAPH_CACHE/native`` (default ``~/.cache/tgraph/native``; a per-user folder of the
+temporary directory if that cannot be made), named by a hash of the source
 and flags, written under a temporary name and renamed (concurrent first uses are safe), and
 loaded with :mod:`ctypes`; a call releases the GIL, so rows are split over
 ``torch.get_num_threads()`` Python threads. Without a compiler, or with ``TGRAPH_NATIVE=0``,
@@ -62,8 +63,13 @@ def _build() -> ctypes.CDLL:
     source = SOURCE.read_bytes()
     digest = hashlib.sha256(source + " ".join((compiler, *FLAGS)).encode()).hexdigest()[:16]
     target = _cache_dir() / f"count_at_least-{digest}.so"
-    if not target.exists():
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # an unwritable home: a per-user folder in the temporary directory
+        fallback = Path(tempfile.gettempdir()) / f"tgraph-native-{os.getuid()}"
+        fallback.mkdir(mode=0o700, exist_ok=True)
+        target = fallback / target.name
+    if not target.exists():
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
         try:
@@ -115,12 +121,15 @@ def usable(scores: Tensor) -> bool:
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
+    """A pool of ``workers`` threads, made again after a fork (a child has none of the
+    parent's threads: submitting to the parent's pool would wait forever)."""
     pool = _state.get("pool")
-    if not isinstance(pool, ThreadPoolExecutor) or _state.get("workers") != workers:
-        if isinstance(pool, ThreadPoolExecutor):
+    key = (workers, os.getpid())
+    if not isinstance(pool, ThreadPoolExecutor) or _state.get("pool_key") != key:
+        if isinstance(pool, ThreadPoolExecutor) and _state.get("pool_pid") == key[1]:
             pool.shutdown(wait=False)
         pool = ThreadPoolExecutor(workers, thread_name_prefix="tgraph-rank")
-        _state["pool"], _state["workers"] = pool, workers
+        _state["pool"], _state["pool_key"], _state["pool_pid"] = pool, key, key[1]
     return pool
 
 
