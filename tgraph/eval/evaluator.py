@@ -20,8 +20,8 @@ Computation per batch (``B`` queries, ``N`` items, ``n_b`` ground truths of quer
 ``#{j: s_j >= s_g}`` for every ground truth ``g``. On CPU (float32 scores) a small C kernel
 (:mod:`tgraph.eval.native`) reads each query's row of scores once and counts, in cache, four
 ground truths per sweep, with the finiteness check in the first sweep: on Gowalla the
-evaluator then takes about 1.6 times the bare scoring matmul, against 3-3.4 times for the
-torch path below (``experiments/benchmarks/full_ranking.py``). Otherwise (no C compiler,
+evaluator then takes about 1.4-1.6 times the bare scoring matmul, against 2.7-3.4 times for
+the torch path below (``experiments/benchmarks/full_ranking.py``). Otherwise (no C compiler,
 ``TGRAPH_NATIVE=0``, a GPU) the same counts come from the torch path: a comparison written
 into a reused float buffer and a matrix-vector product with a vector of ones (exact: float32
 below ``2^24`` items, float64 above), one pass over the query's scores per ground truth:
