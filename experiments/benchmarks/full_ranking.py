@@ -1,17 +1,22 @@
 """Full-ranking evaluation of all Gowalla test users against its floor, in one process.
 
-    python experiments/benchmarks/full_ranking.py [--threads 2] [--repeats 3] [--previous]
+    python experiments/benchmarks/full_ranking.py [--threads 2] [--repeats 3] [--torch-path]
+        [--previous]
 
 Builds the Gowalla LightGCN split and an untrained LightGCN (dim 64, 3 layers, seed 0; the
 evaluator's work does not depend on the scores' values) and prints: the evaluator's time for
 all test users (``Evaluator.evaluate``, batch 1024, Recall@20 and NDCG@20, propagation
 included), the bare scoring matmul of the same sizes (user rows x all item embeddings in
-batches of 1024: the floor), their ratio and the metrics. ``--previous`` also times (once) the
-evaluator's previous ranking path (``searchsorted`` + ``bincount`` over every score, masks
-written into a copy of the scores; kept here verbatim) on the same model and checks that
-both give identical ranks for every user. Times are the fastest of ``--repeats`` runs after
-one warm-up; each repeat times the matmul and then the evaluator, and the ratio is the
-median of the repeats' ratios, so that on a shared machine it compares like with like.
+batches of 1024: the floor), their ratio and the metrics. The evaluator counts with the native
+kernel (``tgraph/eval/native.py``) when a C compiler is there; ``--torch-path`` also times, in
+each repeat, the evaluator with ``TGRAPH_NATIVE=0`` (its pure-torch counting path, one
+comparison pass per target) and checks that both give identical ranks for every user.
+``--previous`` also times (once) the evaluator's previous ranking path (``searchsorted`` +
+``bincount`` over every score, masks written into a copy of the scores; kept here verbatim) on
+the same model and checks that both give identical ranks for every user. Times are the fastest
+of ``--repeats`` runs after one warm-up; each repeat times the matmul and then the evaluator
+(then the torch path), and ratios are medians of the repeats' ratios, so that on a shared
+machine they compare like with like.
 Writes ``experiments/results/benchmarks/full_ranking.json`` (``--out`` to change).
 """
 
@@ -35,6 +40,7 @@ from torch import Tensor
 import tgraph.models as models
 from tgraph.data import data_root, protocols
 from tgraph.eval import evaluator as E
+from tgraph.eval import native
 from tgraph.eval.evaluator import Evaluator
 
 OUT = Path(__file__).resolve().parents[1] / "results" / "benchmarks" / "full_ranking.json"
@@ -95,6 +101,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--previous", action="store_true", help="time the previous path too")
+    parser.add_argument(
+        "--torch-path", action="store_true", help="time the evaluator with TGRAPH_NATIVE=0 too"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,21 +129,34 @@ def main() -> None:
         for lo in range(0, n_users, args.batch_size):
             user_emb[lo : lo + args.batch_size] @ item_emb.T
 
+    def torch_path() -> E.EvalResult:
+        os.environ["TGRAPH_NATIVE"] = "0"
+        try:
+            return evaluator.evaluate(model)
+        finally:
+            del os.environ["TGRAPH_NATIVE"]
+
     # side by side: each repeat times the floor, then the evaluator, so load changes hit both
     matmul()
     result = evaluator.evaluate(model)
-    floors, evaluations = [], []
+    if args.torch_path:
+        torch_result = torch_path()
+    floors, evaluations, torch_runs = [], [], []
     for _ in range(args.repeats):
         floors.append(timed(matmul))
         evaluations.append(timed(lambda: evaluator.evaluate(model)))
+        if args.torch_path:
+            torch_runs.append(timed(torch_path))
     floor, seconds = min(floors), min(evaluations)
     ratio = float(np.median(np.array(evaluations) / np.array(floors)))
     print(f"bare scoring matmul (the floor):      {floor:7.2f} s")
     print(f"Evaluator.evaluate:                   {seconds:7.2f} s")
     print(f"ratio evaluator / floor (median):     {ratio:7.2f}")
+    print(f"native counting kernel:               {native.kernel() is not None}")
     record: dict[str, object] = {
         "command": "python experiments/benchmarks/full_ranking.py "
         + f"--threads {args.threads} --repeats {args.repeats} --batch-size {args.batch_size}"
+        + (" --torch-path" if args.torch_path else "")
         + (" --previous" if args.previous else ""),
         "threads": args.threads,
         "users": n_users,
@@ -146,7 +168,24 @@ def main() -> None:
         "evaluator_runs_s": [round(t, 3) for t in evaluations],
         "matmul_runs_s": [round(t, 3) for t in floors],
         "metrics": result.metrics,
+        "native_kernel": native.kernel() is not None,
     }
+    if args.torch_path:
+        torch_s = min(torch_runs)
+        torch_ratio = float(np.median(np.array(torch_runs) / np.array(evaluations)))
+        identical = bool(np.array_equal(torch_result.ranks, result.ranks))
+        print(f"torch counting path (TGRAPH_NATIVE=0): {torch_s:6.2f} s")
+        print(f"ratio torch path / evaluator (median): {torch_ratio:6.2f}")
+        print(f"identical ranks for every user:       {identical}")
+        record.update(
+            torch_path_s=round(torch_s, 3),
+            torch_path_over_evaluator=round(torch_ratio, 2),
+            torch_path_runs_s=[round(t, 3) for t in torch_runs],
+            torch_path_over_floor=round(
+                float(np.median(np.array(torch_runs) / np.array(floors))), 2
+            ),
+            identical_ranks_torch_path=identical,
+        )
     if args.previous:
         ranks = previous_evaluate(evaluator, model)
         identical = bool(np.array_equal(ranks, result.ranks))

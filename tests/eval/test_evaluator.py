@@ -6,7 +6,8 @@ import torch
 
 import tgraph.models as models
 from tests.models.helpers import random_split, tiny_split
-from tgraph.eval import Evaluator, ground_truth_ranks
+from tgraph.eval import Evaluator, ground_truth_ranks, native
+from tgraph.eval.evaluator import count_at_least
 from tgraph.train import seed_everything
 
 INF = np.inf
@@ -83,10 +84,25 @@ def test_constant_scores_rank_last_among_ties():
     np.testing.assert_array_equal(result.ranks[:, 0], split.n_items - n_masked)
 
 
-def test_non_finite_scores_raise():
+@pytest.fixture(params=["native", "torch"])
+def counting_path(request, monkeypatch):
+    """Runs a test with the native counting kernel and with the pure-torch path."""
+    if request.param == "torch":
+        monkeypatch.setenv("TGRAPH_NATIVE", "0")
+    elif native.kernel() is None:
+        pytest.skip("no C compiler for the native kernel")
+    return request.param
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_scores_raise(counting_path, bad):
+    """One non-finite score in the last query's last item is enough, in either path."""
+
     class Broken(models.get("pop")):
         def full_sort_predict(self, queries):
-            return torch.full((len(queries), self.n_items), float("nan"))
+            scores = torch.zeros(len(queries), self.n_items)
+            scores[-1, -1] = bad
+            return scores
 
     split = tiny_split()
     with pytest.raises(ValueError, match="non-finite"):
@@ -117,11 +133,13 @@ def reference_ranks(scores: np.ndarray, gt: list[list[int]], masked: list[set[in
 
 @pytest.mark.parametrize("in_order", [False, True])
 @pytest.mark.parametrize("block", [1, 3, 64])
-def test_ground_truth_ranks_match_reference_with_ties_and_masks(monkeypatch, block, in_order):
+def test_ground_truth_ranks_match_reference_with_ties_and_masks(
+    monkeypatch, counting_path, block, in_order
+):
     """Seeded random scores on 5 levels (many ties), 1-9 targets per query, up to 12 masked
-    items: the counting path equals the reference, with masks given as pairs or as ``-inf``,
-    whatever the comparison block size, with the queries in any order or (as the evaluator
-    gives them) by decreasing number of targets."""
+    items: the counting path (native kernel or torch) equals the reference, with masks given
+    as pairs or as ``-inf``, whatever the torch path's comparison block size, with the queries
+    in any order or (as the evaluator gives them) by decreasing number of targets."""
     monkeypatch.setattr("tgraph.eval.evaluator._BLOCK_ROWS", block)
     rng = np.random.default_rng(0)
     n_rows, n_items = 40, 30
@@ -177,3 +195,84 @@ def test_evaluator_matches_reference_on_gowalla_sample(root):
     expected = reference_ranks(scores, gt, masked)
     np.testing.assert_array_equal(ranks[:, : expected.shape[1]], expected)
     assert np.isinf(ranks[:, expected.shape[1] :]).all()
+
+
+def test_native_kernel_builds_where_a_compiler_is(monkeypatch, tmp_path):
+    """With a C compiler the kernel is built into ``$TGRAPH_CACHE/native`` and loaded; a
+    second first use (another process) loads the cached library without compiling."""
+    compiler = native._compiler()
+    if compiler is None:
+        pytest.skip("no C compiler")
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("TGRAPH_CACHE", str(tmp_path))
+    assert native.kernel() is not None
+    built = list((tmp_path / "native").glob("count_at_least-*.so"))
+    assert len(built) == 1
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setattr(native, "_compiler", lambda: compiler)
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(native.subprocess, "run", no_compiling)
+    assert native.kernel() is not None
+
+
+def test_without_the_kernel_the_torch_path_ranks(monkeypatch, tmp_path, caplog):
+    """A failing compiler or ``TGRAPH_NATIVE=0``: no kernel, a warning, the same ranks."""
+    split = tiny_split()
+    expected = Evaluator(split, "test", ["mrr"]).evaluate(models.get("pop")(split)).ranks
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("TGRAPH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setattr(native.shutil, "which", lambda name: "/bin/false")
+    with caplog.at_level("WARNING", logger="tgraph.eval.native"):
+        assert native.kernel() is None
+    assert "torch path" in caplog.text
+    assert not native.usable(torch.zeros(2, 3))
+    result = Evaluator(split, "test", ["mrr"]).evaluate(models.get("pop")(split))
+    np.testing.assert_array_equal(result.ranks, expected)
+    monkeypatch.setattr(native, "_state", {})
+    monkeypatch.setenv("TGRAPH_NATIVE", "0")
+    assert native.kernel() is None
+
+
+@pytest.mark.parametrize("n_rows,n_items", [(7, 50), (64, 20_000)])
+def test_native_counts_equal_torch_counts(monkeypatch, n_rows, n_items):
+    """Integer scores (ties everywhere), 0-13 thresholds per row (across the kernel's groups
+    of four), rows taken from a wider tensor (row stride != width); the larger case is split
+    over 3 threads. Counts equal the torch path's; finiteness is reported per block."""
+    if native.kernel() is None:
+        pytest.skip("no C compiler for the native kernel")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    rng = np.random.default_rng(1)
+    wide = torch.from_numpy(rng.integers(0, 9, size=(n_rows, n_items + 5)).astype(np.float32))
+    scores = wide[:, 2 : 2 + n_items]
+    n_thr = torch.from_numpy(rng.integers(0, 14, size=n_rows))
+    n_thr[0] = 13
+    picked = torch.from_numpy(rng.integers(0, n_items, size=(n_rows, 13)))
+    thresholds = scores.gather(1, picked).sort(1).values
+    order = torch.argsort(n_thr, descending=True, stable=True)
+    counts, finite = native.count_at_least(scores, thresholds, n_thr)
+    assert finite
+    expected = count_at_least(scores[order], thresholds[order], n_thr[order]).to(torch.int64)
+    got = counts[order]
+    for b in range(n_rows):
+        k = int(n_thr[order][b])
+        assert torch.equal(got[b, :k], expected[b, :k])
+        assert not got[b, k:].any()
+    scores[-1, n_items // 2] = float("nan")
+    assert not native.count_at_least(scores, thresholds, n_thr)[1]
+
+
+def test_thread_pool_is_made_again_after_a_fork(monkeypatch):
+    """A forked child (another pid) gets a new pool instead of the parent's threadless one."""
+    monkeypatch.setattr(native, "_state", {})
+    first = native._pool(2)
+    assert native._pool(2) is first
+    monkeypatch.setattr(native.os, "getpid", lambda: -1)
+    second = native._pool(2)
+    assert second is not first
+    assert second.submit(lambda: 7).result(timeout=10) == 7
+    first.shutdown()
+    second.shutdown()

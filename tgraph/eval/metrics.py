@@ -66,7 +66,10 @@ def precision(ranks: np.ndarray, k: int) -> np.ndarray:
 
 def ndcg(ranks: np.ndarray, k: int) -> np.ndarray:
     ranks = _check(ranks)
-    dcg = np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0).sum(1)
+    hit = ranks <= k
+    gain = np.zeros_like(ranks)  # the logarithm only where it counts (most ranks are > k)
+    gain[hit] = 1.0 / np.log2(ranks[hit] + 1.0)
+    dcg = gain.sum(1)
     discounts = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
     ideal = discounts[np.minimum(n_ground_truth(ranks), k) - 1]
     return dcg / ideal
