@@ -11,8 +11,8 @@ and drops validation/test samples whose user or POI is not among the *training s
 The shared files hold GETNext's validation and test files but not its training file, so the
 preset rebuilds the training file by the rule that reproduces GETNext's validation and test
 files from the STAN table: in those two periods every GETNext row belongs to a 24-hour
-trajectory (gap > 24 h) of the deduplicated STAN table with at least 3 check-ins, and 98.9% of
-the STAN rows in such trajectories are GETNext rows. See ``docs/protocols.md`` for the
+trajectory (gap > 24 h) of the deduplicated STAN table with at least 3 check-ins, and 98.6% /
+99.1% of the STAN rows in such trajectories are GETNext rows. See ``docs/protocols.md`` for the
 published and obtained counts side by side.
 """
 
