@@ -14,8 +14,9 @@ synthetic. The preset therefore decides the order itself:
   every shift is a whole number of weeks;
 - targets: the last check-in of each validation/test trajectory; its history is its earlier
   check-ins plus every training trajectory (for test also the validation ones, which are
-  training trajectories of the files); targets whose POI (or user) never occurs in training
-  are dropped and counted.
+  training trajectories of the files) and the same user's trajectories of its own part with a
+  smaller ``tid`` (events of a query's part before it are context in every tgraph protocol);
+  targets whose POI (or user) never occurs in training are dropped and counted.
 
 Gaps between trajectories and calendar dates carry no information here (see the reader's
 docstring); gaps inside a trajectory and time of day/week are real.
