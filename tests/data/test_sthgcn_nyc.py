@@ -16,8 +16,6 @@ from tgraph.data.readers.stan import read_stan_nyc
 from tgraph.data.split import EVENT_KEY
 from tgraph.errors import DataError
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def split(root):
@@ -28,6 +26,7 @@ def test_registered_as_a_root_preset():
     assert get_protocol("sthgcn_nyc").kind == "root"
 
 
+@pytest.mark.slow
 def test_obtained_counts(split):
     r = split.report
     assert r["stan_exact_duplicates_dropped"] == 458
@@ -60,10 +59,12 @@ def test_obtained_counts(split):
     assert split.n_items == 5_135 and split.n_users == 1_083
 
 
+@pytest.mark.slow
 def test_query_time_is_hidden(split):
     assert getattr(split, "query_time", "hidden") == "hidden"
 
 
+@pytest.mark.slow
 def test_no_leakage_and_global_time(split):
     split.check_no_leakage()
     last_train = split.train.events["timestamp"].max()
@@ -72,6 +73,7 @@ def test_no_leakage_and_global_time(split):
     assert split.valid.events["timestamp"].max() < split.test.events["timestamp"].min()
 
 
+@pytest.mark.slow
 def test_targets_are_last_check_ins_of_their_trajectory(split):
     for part, events in (("valid", split.valid.events), ("test", split.test.events)):
         targets = split.targets(part)
@@ -84,6 +86,7 @@ def test_targets_are_last_check_ins_of_their_trajectory(split):
         assert (sizes.reindex(targets["trajectory"]) >= 2).all()
 
 
+@pytest.mark.slow
 def test_targets_seen_among_training_samples(split):
     samples = _training_samples(split.train.events)
     for part in ("valid", "test"):
@@ -92,6 +95,7 @@ def test_targets_seen_among_training_samples(split):
         assert targets["item"].isin(samples["item"]).all()
 
 
+@pytest.mark.slow
 def test_training_rows_lie_in_long_trajectories(split, root):
     stan = read_stan_nyc(root / "foursquare_nyc")
     whole, _ = trajectories(stan.with_events(stan.events.drop_duplicates(list(EVENT_KEY))))
@@ -104,6 +108,7 @@ def test_training_rows_lie_in_long_trajectories(split, root):
     assert len(before) == len(split.train)
 
 
+@pytest.mark.slow
 def test_seen_in_train_keeps_getnext_rule(root):
     loose = sthgcn_nyc(root, seen_in="train")
     assert len(loose.valid_targets) == 1_421 and len(loose.test_targets) == 1_362
