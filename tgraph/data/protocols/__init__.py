@@ -3,7 +3,8 @@
 - :func:`prepare_split`: a ``dataset`` config section -> a checked :class:`~tgraph.data.Split`.
 - :data:`PROTOCOLS` / :func:`register_protocol` / :func:`get_protocol`: the presets
   ``dataset.protocol`` names.
-- presets: :func:`getnext_nyc`, :func:`next_poi_chronological`, :func:`lightgcn`.
+- presets: :func:`getnext_nyc`, :func:`sthgcn_nyc`, :func:`gowalla_mat`,
+  :func:`next_poi_chronological`, :func:`lightgcn`.
 - generic builders: :func:`chronological_split`, :func:`leave_last_out`, :func:`trajectories`,
   :func:`last_of_trajectory`.
 
@@ -20,6 +21,7 @@ from tgraph.data.protocols.builders import (
     trajectories,
 )
 from tgraph.data.protocols.lightgcn import hold_out_per_user, lightgcn
+from tgraph.data.protocols.mat import gowalla_mat, hold_out_trajectories, relay_weeks
 from tgraph.data.protocols.next_poi import getnext_nyc, map_getnext_to_stan, next_poi_chronological
 from tgraph.data.protocols.prepare import kcore_on_train, prepare_split
 from tgraph.data.protocols.presets import (
@@ -29,6 +31,7 @@ from tgraph.data.protocols.presets import (
     get_protocol,
     register_protocol,
 )
+from tgraph.data.protocols.sthgcn import sthgcn_nyc
 
 __all__ = [
     "KINDS",
@@ -39,6 +42,8 @@ __all__ = [
     "drop_unseen",
     "get_protocol",
     "getnext_nyc",
+    "gowalla_mat",
+    "hold_out_trajectories",
     "hold_out_per_user",
     "kcore_on_train",
     "last_of_trajectory",
@@ -48,6 +53,8 @@ __all__ = [
     "next_poi_chronological",
     "prepare_split",
     "register_protocol",
+    "relay_weeks",
     "require_no_duplicates",
+    "sthgcn_nyc",
     "trajectories",
 ]

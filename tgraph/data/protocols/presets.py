@@ -7,7 +7,9 @@ from typing import NamedTuple
 
 from tgraph.data.protocols.builders import chronological_split, leave_last_out
 from tgraph.data.protocols.lightgcn import lightgcn
+from tgraph.data.protocols.mat import gowalla_mat
 from tgraph.data.protocols.next_poi import getnext_nyc, next_poi_chronological
+from tgraph.data.protocols.sthgcn import sthgcn_nyc
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError
 
@@ -30,6 +32,8 @@ PROTOCOLS: dict[str, Protocol] = {
     "chronological": Protocol("interactions", chronological_split),
     "leave_last_out": Protocol("interactions", leave_last_out),
     "getnext_nyc": Protocol("root", getnext_nyc),
+    "sthgcn_nyc": Protocol("root", sthgcn_nyc),
+    "gowalla_mat": Protocol("root", gowalla_mat),
     "lightgcn": Protocol("root", lightgcn),
 }
 
