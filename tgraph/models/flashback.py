@@ -48,7 +48,8 @@ def flashback_weights(
 
     Args:
         times: ``[B, L]`` UTC seconds of the history events.
-        lat / lon: ``[B, L]`` their coordinates, or ``None``.
+        lat: ``[B, L]`` their latitudes, or ``None``.
+        lon: ``[B, L]`` their longitudes, or ``None``.
         length: ``[B]`` real history lengths.
 
     Returns:
