@@ -211,6 +211,7 @@ def test_observe_keeps_the_model():
     assert torch.equal(model.full_sort_predict(queries), before)
 
 
+@pytest.mark.slow
 def test_trains_with_refit_and_the_same_seed_repeats():
     """The trainer's refit calls observe (a no-op: nothing is derived from events); the fixed
     initial state h0 is drawn under the seed, so one seed gives one run."""
