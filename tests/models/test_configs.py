@@ -21,6 +21,7 @@ from tgraph.models.losses import LOSSES
 #: small settings so that every model builds in milliseconds on the tiny split
 SMALL = {
     "bprmf": {"embedding_dim": 4},
+    "flashback": {"hidden_dim": 4, "max_len": 3},
     "gru4rec": {"embedding_dim": 4, "hidden_size": 4, "max_len": 3},
     "hetero_gnn": {"embedding_dim": 4, "n_regions": 2},
     "lightgcn": {"embedding_dim": 4},

@@ -4,6 +4,7 @@
 from tgraph.models import (  # noqa: F401
     bprmf,
     flagship,
+    flashback,
     gru4rec,
     hetero_gnn,
     lightgcn,
