@@ -12,6 +12,7 @@ from tgraph.models import (  # noqa: F401
     ngcf,
     popular,
     sasrec,
+    sthgcn,
     tgat,
 )
 from tgraph.models.base import Batch, EmbeddingRecommender, ModelConfig, Recommender

@@ -1,0 +1,282 @@
+"""STHGCN ("sthgcn"): the hypergraph, the hypergraph transformer layer (hand-checked), shapes,
+gradients, determinism, no leakage of the target, training."""
+
+import dataclasses
+
+import dgl
+import numpy as np
+import pytest
+import torch
+
+from tests.models.helpers import assert_dropout_only_in_training, make_interactions
+from tgraph.data.protocols import getnext_nyc, next_poi_chronological
+from tgraph.data.queries import Queries, build_queries, history_index, target_queries
+from tgraph.data.synthetic import generate
+from tgraph.graph.hypergraph import (
+    CHECKIN_IN,
+    checkin_hypergraph,
+    current_trajectory,
+    trajectory_neighbours,
+)
+from tgraph.models import get
+from tgraph.models.base import Batch
+from tgraph.models.sthgcn import STHGCN, hour_of_week
+from tgraph.nn.hypergraph_transformer_conv import HypergraphTransformerConv
+from tgraph.train import Trainer, seed_everything
+
+SMALL = {"embedding_dim": 16, "n_heads": 2, "max_len": 8, "time_dim": 8, "dist_dim": 8}
+H = 3600
+
+
+@pytest.fixture(scope="module")
+def split():
+    inter = generate(n_users=60, n_pois=120, n_events=3000, days=30, n_regions=6, seed=1)
+    return next_poi_chronological(inter)
+
+
+def make(split, **config) -> STHGCN:
+    seed_everything(0)
+    return get("sthgcn")(split, {**SMALL, **config})
+
+
+# ---------------------------------------------------------------------- the hypergraph
+def test_hypergraph_by_hand():
+    # u0: items 0, 1 at 0 h, 1 h; then 2 at 30 h (a new trajectory); u1: 1, 1, 3 at 2, 3, 4 h
+    rows = [(0, 0, 0), (0, 1, H), (0, 2, 30 * H), (1, 1, 2 * H), (1, 1, 3 * H), (1, 3, 4 * H)]
+    hyper = checkin_hypergraph(make_interactions(rows, 2, 5))
+    graph = hyper.graph
+    assert graph.num_nodes("checkin") == 6 and hyper.n_trajectories == 3
+    src, dst = graph.edges(etype=CHECKIN_IN)
+    checkin = graph.nodes["checkin"].data
+    # the events arrive in time order: (u0, 0h), (u0, 1h), (u1, 2h), (u1, 3h), (u1, 4h), (u0, 30h)
+    assert checkin["time"].tolist() == [0, H, 2 * H, 3 * H, 4 * H, 30 * H]
+    assert checkin["user"].tolist() == [0, 0, 1, 1, 1, 0]
+    assert dst[src.argsort()].tolist() == [0, 0, 2, 2, 2, 1]
+    traj = graph.nodes["trajectory"].data
+    assert traj["user"].tolist() == [0, 0, 1]
+    assert traj["start"].tolist() == [0, 30 * H, 2 * H]
+    assert traj["end"].tolist() == [H, 30 * H, 4 * H]
+    assert traj["last_item"].tolist() == [1, 2, 3]
+    assert graph.edges[CHECKIN_IN].data["dt"][src.argsort()].tolist() == [H, 0, 2 * H, H, 0, 0]
+    dense = hyper.incidence.to_dense()
+    assert dense.tolist() == [[1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 0, 1, 0]]
+    assert hyper.size.tolist() == [2, 1, 2]  # distinct POIs (item 1 twice in u1's)
+
+
+def test_current_trajectory_is_the_tail_without_a_long_gap():
+    times = torch.tensor([[0, 10 * H, 40 * H, 41 * H], [0, H, 0, 0], [5 * H, 0, 0, 0]])
+    mask = current_trajectory(times, torch.tensor([4, 2, 0]))
+    assert mask.tolist() == [
+        [False, False, True, True],
+        [True, True, False, False],
+        [False, False, False, False],
+    ]
+
+
+def test_trajectory_neighbours_by_hand():
+    # trajectories' POI sets {0,1}, {2}, {1,3}, ending at 10, 20, 30
+    incidence = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 0], [0, 1, 0, 1.0]]).to_sparse()
+    size, end = torch.tensor([2.0, 1.0, 2.0]), torch.tensor([10, 20, 30])
+    items = torch.tensor([[1, 4, 4], [1, 0, 2], [2, 4, 4]])  # pad 4
+    mask = items != 4
+    traj, query, jac = trajectory_neighbours(
+        incidence, size, end, items, mask, torch.tensor([30, 25, 15]), 0.0, 5
+    )
+    got = sorted(zip(query.tolist(), traj.tolist(), jac.tolist(), strict=True))
+    # q0 {1}: T0 (1/2), T2 (1/2); q1 {0,1,2} by 25: T0 (2/3), T1 (1/3); q2 {2} by 15: none
+    expected = [(0, 0, 0.5), (0, 2, 0.5), (1, 0, 2 / 3), (1, 1, 1 / 3)]
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    assert np.allclose([g[2] for g in got], [e[2] for e in expected])
+    # top-1: the most similar, ties to the later end
+    traj, query, _ = trajectory_neighbours(
+        incidence, size, end, items, mask, torch.tensor([30, 25, 15]), 0.0, 1
+    )
+    assert sorted(zip(query.tolist(), traj.tolist(), strict=True)) == [(0, 2), (1, 0)]
+    # the threshold is strict
+    traj, query, _ = trajectory_neighbours(
+        incidence, size, end, items, mask, torch.tensor([30, 25, 15]), 0.5, 5
+    )
+    assert sorted(zip(query.tolist(), traj.tolist(), strict=True)) == [(1, 0)]
+
+
+def test_hour_of_week():
+    monday = 4 * 86400  # 1970-01-05 was a Monday
+    assert hour_of_week(torch.tensor([monday, monday + 5 * H + 59, monday - 1])).tolist() == [
+        0,
+        5,
+        167,
+    ]
+
+
+# ---------------------------------------------------------------------- the layer
+def test_hypergraph_transformer_conv_by_hand():
+    torch.manual_seed(0)
+    conv = HypergraphTransformerConv(4, 2, n_heads=1).eval()
+    graph = dgl.heterograph(
+        {CHECKIN_IN: (torch.tensor([0, 1, 2]), torch.tensor([0, 0, 1]))},
+        num_nodes_dict={"checkin": 3, "trajectory": 3},  # trajectory 2 has no member
+    )
+    src, dst, edge = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 2)
+    out = conv(graph, src, dst, edge)
+    k = conv.key(src) + conv.edge_key(edge)
+    v = conv.value(src) + conv.edge_value(edge)
+    q = conv.query(dst)
+    logits = (k[:2] * q[0]).sum(1) / 2.0  # sqrt(d_h) = 2
+    alpha = torch.softmax(logits, 0)
+    messages = torch.stack([alpha @ v[:2], v[2], torch.zeros(4)])
+    y = conv.norm1(dst + conv.out(messages))
+    y[2] = conv.norm1(dst[2] + conv.out.bias)  # no member: zero message, W_o 0 + b
+    expected = conv.norm2(y + conv.ffn(y))
+    torch.testing.assert_close(out, expected)
+    assert "n_heads=1" in repr(conv)
+
+
+# ---------------------------------------------------------------------- the model
+def test_shapes_predict_matches_full_sort(split):
+    model = make(split).eval()
+    queries, _ = target_queries(split, "test", model.history_len)
+    full = model.full_sort_predict(queries)
+    assert full.shape == (len(queries), split.n_items) and torch.isfinite(full).all()
+    items = torch.randint(0, split.n_items, (len(queries), 5))
+    torch.testing.assert_close(model.predict(queries, items), full.gather(1, items))
+    torch.testing.assert_close(
+        model.predict(queries, items[:, 0]), full.gather(1, items[:, :1])[:, 0]
+    )
+
+
+def test_gradients_reach_every_parameter(split):
+    model = make(split).train()
+    queries, _ = target_queries(split, "valid", model.history_len)
+    loss = model.calculate_loss(Batch(queries, torch.randint(0, split.n_items, (len(queries),))))
+    assert torch.isfinite(loss)
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+
+
+def test_ablations_and_config_errors(split):
+    queries, _ = target_queries(split, "test", SMALL["max_len"])
+    full = make(split).eval().full_sort_predict(queries)
+    for flags in ({"n_neighbours": 0}, {"use_time_encoding": False}, {"use_distance": False}):
+        other = make(split, **flags).eval().full_sort_predict(queries)
+        assert other.shape == full.shape and not torch.allclose(other, full), flags
+    with pytest.raises(Exception, match="n_heads"):
+        make(split, n_heads=3)
+
+
+def test_dropout_only_in_training(split):
+    queries, _ = target_queries(split, "test", SMALL["max_len"])
+    assert_dropout_only_in_training(lambda: make(split, dropout=0.3), queries, atol=1e-6)
+
+
+def test_hypergraph_is_built_from_training_events_only(split):
+    model = make(split)
+    assert model.hypergraph.num_nodes("checkin") == len(split.train.events)
+    ends = model.hypergraph.nodes["trajectory"].data["end"]
+    assert int(ends.max()) <= int(split.train.events["timestamp"].max())
+
+
+def test_neighbours_never_end_after_now(split):
+    """A training sample's own trajectory (which holds its target) and every later one are
+    never neighbours of its query."""
+    model = make(split)
+    train = split.train.events
+    hyper = checkin_hypergraph(split.train, 24.0, split.n_items)
+    end = hyper.graph.nodes["trajectory"].data["end"]
+    queries = build_queries(
+        train["user"].to_numpy(),
+        train["timestamp"].to_numpy(),
+        history_index(train),
+        model.history_len,
+        split.n_items,
+    )
+    length = queries.hist_len
+    has = length > 0
+    rows = torch.arange(len(queries))
+    now = queries.hist_times[rows, (length - 1).clamp(min=0)]
+    member = current_trajectory(queries.hist_times, length)
+    traj, query, _ = trajectory_neighbours(
+        hyper.incidence, hyper.size, end, queries.hist_items, member, now, 0.005, 50
+    )
+    assert len(traj) > 0 and bool(has[query].all())
+    assert bool((end[traj] <= now[query]).all())
+    assert bool((end[traj] < queries.timestamp[query]).all())  # strictly before the target
+
+
+def _move_targets(split, part: str, seed: int):
+    """``split`` with each ``part`` target moved to a random time in the gap after its
+    user's last history event (the history does not change)."""
+    queries, table = target_queries(split, part, SMALL["max_len"])
+    rows = torch.arange(len(queries))
+    last = queries.hist_times[rows, (queries.hist_len - 1).clamp(min=0)].numpy()
+    rng = np.random.default_rng(seed)
+    old = table["timestamp"].to_numpy()
+    new = np.where(queries.hist_len.numpy() > 0, last + 1 + rng.integers(0, old - last), old)
+    shift = dict(zip(table["query"], new - old, strict=True))
+    targets = split.targets(part).copy()
+    targets["timestamp"] += targets["query"].map(shift).to_numpy()
+    field = "valid_targets" if part == "valid" else "test_targets"
+    return dataclasses.replace(split, **{field: targets}), queries
+
+
+def test_no_target_leakage(split):
+    """Moving each test target's time within the gap after its last history event (the
+    information ``query_time: hidden`` withholds) changes no score of a query with history;
+    nor does any query timestamp at all."""
+    model = make(split).eval()
+    moved, queries = _move_targets(split, "test", seed=0)
+    queries_moved, _ = target_queries(moved, "test", SMALL["max_len"])
+    assert torch.equal(queries_moved.hist_items, queries.hist_items)
+    assert not torch.equal(queries_moved.timestamp, queries.timestamp)
+    has = queries.hist_len > 0
+    assert bool(has.any())
+    first = model.full_sort_predict(queries)[has]
+    torch.testing.assert_close(model.full_sort_predict(queries_moved)[has], first)
+    shifted = dataclasses.replace(queries, timestamp=queries.timestamp + 10**6)
+    torch.testing.assert_close(model.full_sort_predict(shifted)[has], first)
+
+
+def test_empty_history_scores_finite(split):
+    model = make(split).eval()
+    queries = Queries(
+        user=torch.tensor([0, 1]),
+        timestamp=torch.tensor([10**9, 10**9]),
+        hist_items=torch.full((2, 8), split.n_items),
+        hist_times=torch.zeros(2, 8, dtype=torch.long),
+        hist_len=torch.zeros(2, dtype=torch.long),
+        pad=split.n_items,
+    )
+    scores = model.full_sort_predict(queries)
+    assert scores.shape == (2, split.n_items) and torch.isfinite(scores).all()
+
+
+@pytest.mark.slow
+def test_training_beats_popularity(split):
+    options = {
+        "epochs": 6,
+        "batch_size": 256,
+        "lr": 3e-3,
+        "metrics": ("acc@10",),
+        "valid_metric": "acc@10",
+        "progress": False,
+    }
+    results = []
+    for name, config in (("sthgcn", SMALL), ("pop", {})):
+        seed_everything(0)
+        trainer = Trainer(get(name)(split, config), split, options)
+        trainer.fit()
+        results.append(trainer.evaluate("test").metrics["acc@10"])
+    assert results[0] > results[1] + 0.05, results
+
+
+@pytest.mark.slow
+def test_builds_and_scores_on_nyc(root):
+    nyc = getnext_nyc(root)
+    model = make(nyc, n_neighbours=20).eval()
+    assert model.hypergraph.num_nodes("checkin") == len(nyc.train.events)
+    queries, _ = target_queries(nyc, "test", model.history_len)
+    with torch.no_grad():
+        scores = model.full_sort_predict(queries[:64])
+    assert scores.shape == (64, nyc.n_items) and torch.isfinite(scores).all()
+    assert float(scores.std()) > 0
