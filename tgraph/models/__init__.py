@@ -4,6 +4,7 @@
 from tgraph.models import (  # noqa: F401
     bprmf,
     flagship,
+    getnext,
     gru4rec,
     hetero_gnn,
     lightgcn,
