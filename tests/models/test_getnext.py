@@ -248,3 +248,10 @@ def test_observe_rebuilds_the_graph(split):
 def test_learns_beyond_popularity():
     acc, pop = synthetic_acc10("getnext", SMALL)
     assert acc > pop
+
+
+def test_heads_must_divide_the_transformer_width(split):
+    from tgraph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"poi_dim \+ user_dim \+ time_dim = 40 .* n_heads=3"):
+        _model(split, n_heads=3)

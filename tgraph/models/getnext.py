@@ -24,7 +24,7 @@ from tgraph.data.queries import Queries
 from tgraph.data.split import Split
 from tgraph.graph.training import has_coordinates
 from tgraph.graph.trajectory_flow import random_walk_weights, trajectory_flow_graph
-from tgraph.models.base import Batch, Dropout, ModelConfig, Recommender, check_heads, scored_items
+from tgraph.models.base import Batch, Dropout, ModelConfig, Recommender, scored_items
 from tgraph.models.losses import Loss, loss_from_scores
 from tgraph.models.registry import register
 from tgraph.nn.causal_transformer import CausalTransformer
@@ -113,7 +113,12 @@ class GETNext(Recommender):
 
         @model_validator(mode="after")
         def _heads_divide_dim(self) -> GETNext.Config:
-            check_heads(self.user_dim + self.poi_dim + self.time_dim, self.n_heads, "n_heads")
+            dim = self.poi_dim + self.user_dim + self.time_dim
+            if dim % self.n_heads:
+                raise ValueError(
+                    f"the Transformer's width poi_dim + user_dim + time_dim = {dim} is not "
+                    f"divisible by n_heads={self.n_heads} (pick n_heads among its divisors)"
+                )
             return self
 
     config: Config
