@@ -22,6 +22,15 @@ from tgraph.models.losses import LOSSES
 SMALL = {
     "bprmf": {"embedding_dim": 4},
     "flashback": {"hidden_dim": 4, "max_len": 3},
+    "getnext": {
+        "poi_dim": 4,
+        "user_dim": 4,
+        "time_dim": 2,
+        "gcn_hidden": [4],
+        "ff_dim": 8,
+        "max_len": 3,
+        "attn_hidden": 4,
+    },
     "gru4rec": {"embedding_dim": 4, "hidden_size": 4, "max_len": 3},
     "hetero_gnn": {"embedding_dim": 4, "n_regions": 2},
     "lightgcn": {"embedding_dim": 4},

@@ -5,6 +5,7 @@ from tgraph.models import (  # noqa: F401
     bprmf,
     flagship,
     flashback,
+    getnext,
     gru4rec,
     hetero_gnn,
     lightgcn,

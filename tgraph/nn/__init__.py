@@ -7,6 +7,9 @@ from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
 from tgraph.nn.ngcf_conv import NGCFConv
 from tgraph.nn.relation_conv import RelationConv
 from tgraph.nn.temporal_attention import TemporalAttentionConv
+from tgraph.nn.time2vec import Time2Vec
+from tgraph.nn.trajectory_flow_conv import TrajectoryFlowConv
+from tgraph.nn.transition_attention import TransitionAttentionMap
 
 __all__ = [
     "CausalTransformer",
@@ -16,7 +19,10 @@ __all__ = [
     "NGCFConv",
     "RelationConv",
     "TemporalAttentionConv",
+    "Time2Vec",
     "TimeEncoding",
+    "TrajectoryFlowConv",
+    "TransitionAttentionMap",
     "haversine_km",
     "lightgcn_propagate",
 ]
