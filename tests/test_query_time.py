@@ -234,3 +234,24 @@ def test_streaming_hides_the_time_too(checkins, name):
         results[0].per_query[["query", "mrr", "acc@10"]],
         results[1].per_query[["query", "mrr", "acc@10"]],
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sasrec", "sthrec"])
+def test_hiding_the_time_changes_nothing_for_a_model_that_never_reads_it(checkins, name):
+    """Trained under hidden and under known, SASRec and sthrec (without use_query_time) end
+    with the same weights and validation metrics: their hidden runs are the same computation
+    as the runs made before query_time existed (when queries always carried the time)."""
+    options = {"epochs": 1, "batch_size": 256, "metrics": ("mrr",), "progress": False}
+    config = {"max_len": 5, **SMALL.get(name, {})}
+    trained = []
+    for query_time in ("hidden", "known"):
+        split = dataclasses.replace(checkins, query_time=query_time)
+        seed_everything(0)
+        trainer = Trainer(models.get(name)(split, config), split, options)
+        trainer.fit()
+        trained.append((trainer.model.state_dict(), trainer.history[-1].valid))
+    (hidden, hidden_valid), (known, known_valid) = trained
+    assert hidden_valid == known_valid
+    for key in hidden:
+        torch.testing.assert_close(hidden[key], known[key], rtol=0, atol=0)
