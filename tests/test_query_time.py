@@ -240,8 +240,7 @@ def test_streaming_hides_the_time_too(checkins, name):
 @pytest.mark.parametrize("name", ["sasrec", "sthrec"])
 def test_hiding_the_time_changes_nothing_for_a_model_that_never_reads_it(checkins, name):
     """Trained under hidden and under known, SASRec and sthrec (without use_query_time) end
-    with the same weights and validation metrics: their hidden runs are the same computation
-    as the runs made before query_time existed (when queries always carried the time)."""
+    with the same weights and validation metrics: hiding the time changes nothing for them."""
     options = {"epochs": 1, "batch_size": 256, "metrics": ("mrr",), "progress": False}
     config = {"max_len": 5, **SMALL.get(name, {})}
     trained = []
