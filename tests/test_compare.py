@@ -266,3 +266,26 @@ def test_stratified_results_refuse_another_split(runs, tmp_path):
     )
     with pytest.raises(CompareError, match="markov/seed0: its dataset section differs"):
         stratified_board(collect_runs(copy), ["mrr"], n_boot=10)
+
+
+def test_hidden_and_known_query_times_are_never_one_board(runs, tmp_path):
+    table = collect_runs(runs)
+    assert set(table["query_time"]) == {"hidden"} and set(table["task"]) == {"next-POI"}
+    board = leaderboard(table, metrics=["mrr"])
+    assert set(board["query_time"]) == {"hidden"}
+    assert "### cmp / synthetic (next_poi_chronological; next-POI, query_time hidden)" in (
+        to_markdown(board)
+    )
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    file = copy / "cmp" / "synthetic" / "markov" / "seed1" / "metrics.json"
+    payload = json.loads(file.read_text())
+    payload.update(query_time="known", task="time-aware next-POI")  # as a time-aware run
+    file.write_text(json.dumps(payload))
+    with pytest.raises(CompareError, match="query_time hidden and known are different tasks"):
+        collect_runs(copy)
+    for key in ("query_time", "task"):  # a run recorded before query_time: the time was known
+        del payload[key]
+    file.write_text(json.dumps(payload))
+    with pytest.raises(CompareError, match="markov/seed1"):
+        collect_runs(copy)

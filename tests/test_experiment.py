@@ -43,13 +43,17 @@ def test_synthetic_experiment_writes_run_directories(tmp_path):
             assert config["seed"] == seed and config["model"]["name"] == model
             assert env["versions"]["dgl"] == "2.1.0"
             assert "test {" in (run / "run.log").read_text()
+            # the synthetic check-ins' next-POI protocol hides the target's time: labelled
+            assert (metrics["query_time"], metrics["task"]) == ("hidden", "next-POI")
             # the summary is recomputable from the per-query results
             assert per_query["mrr"].mean() == pytest.approx(metrics["test"]["mrr"])
     # statistical baselines do not depend on the seed; the planted transitions favour Markov
     row = summary.set_index("model")
     assert row.loc["pop", "mrr_std"] == 0.0
     assert row.loc["markov", "acc@10_mean"] > row.loc["pop", "acc@10_mean"]
-    assert (base / "summary.md").read_text().startswith("| model |")
+    assert (summary["query_time"] == "hidden").all() and (summary["task"] == "next-POI").all()
+    text = (base / "summary.md").read_text()
+    assert text.startswith("Task: next-POI (query_time: hidden)\n\n| model |")
 
 
 def test_resume_continues_runs_and_can_add_a_refit(tmp_path):

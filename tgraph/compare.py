@@ -2,7 +2,11 @@
 learning curves and stratified results.
 
 Every finished run directory below a folder (see :mod:`tgraph.runs`; runs moved aside by
-``--overwrite`` excluded) is collected and grouped by (experiment, dataset). Within a group,
+``--overwrite`` excluded) is collected and grouped by (experiment, dataset). The runs of a
+group must agree on what their queries knew of the target's time (``query_time``, recorded
+in each run's ``metrics.json``; runs recorded before it existed count as ``known``): runs
+with the time hidden and runs with it known (the "time-aware" task) are never put in one
+board, and each board's title names its task and ``query_time``. Within a group,
 one row is one **configuration**: a model label and a run fingerprint. The runs of one label
 must share one fingerprint (same resolved configuration, same split); otherwise the board is
 refused, naming the folders of each configuration, unless ``allow_mixed``, which gives each
@@ -66,6 +70,9 @@ def collect_runs(runs_dir: str | Path, *, allow_mixed: bool = False) -> pd.DataF
                 "experiment": config["experiment"],
                 "dataset": config["dataset"]["name"],
                 "protocol": config["dataset"]["protocol"],
+                # runs recorded before query_time existed gave queries the target's time
+                "query_time": metrics.query_time or "known",
+                "task": metrics.task,
                 "model": metrics.model,
                 "fingerprint": metrics.fingerprint,
                 "seed": metrics.seed,
@@ -76,7 +83,27 @@ def collect_runs(runs_dir: str | Path, *, allow_mixed: bool = False) -> pd.DataF
         )
     if not rows:
         raise CompareError(f"no finished run directory found below {runs_dir}")
-    return _one_configuration_per_row(pd.DataFrame(rows), allow_mixed)
+    runs = pd.DataFrame(rows)
+    _one_task_per_group(runs)
+    return _one_configuration_per_row(runs, allow_mixed)
+
+
+def _one_task_per_group(runs: pd.DataFrame) -> None:
+    """Refuse a group (experiment, dataset) whose runs' queries knew different things of their
+    targets' time (``query_time`` hidden and known): they are two tasks, never one board."""
+    for (experiment, dataset), group in runs.groupby(["experiment", "dataset"], sort=False):
+        kinds = list(dict.fromkeys(group["query_time"]))
+        if len(kinds) > 1:
+            listing = "; ".join(
+                f"{kind}: " + ", ".join(group.loc[group["query_time"] == kind, "path"])
+                for kind in kinds
+            )
+            raise CompareError(
+                f"{experiment}/{dataset}: runs with query_time {' and '.join(kinds)} are "
+                f"different tasks (with the target's time known it is the time-aware task) "
+                f"and are never ranked in one leaderboard: {listing} (fix: give the "
+                "time-aware runs their own experiment name, or compare each folder apart)"
+            )
 
 
 def _one_configuration_per_row(runs: pd.DataFrame, allow_mixed: bool) -> pd.DataFrame:
@@ -223,6 +250,8 @@ def leaderboard(
                     "experiment": experiment,
                     "dataset": dataset,
                     "protocol": group["protocol"].iloc[0],
+                    "query_time": group["query_time"].iloc[0],
+                    "task": group["task"].iloc[0],
                     "model": model,
                     "metric": metric,
                     "seeds": int(group.loc[group["model"] == model, "seed"].nunique()),
@@ -282,9 +311,21 @@ def _wide(board: pd.DataFrame) -> list[tuple[str, pd.DataFrame, list[str]]]:
                 row[f"p {r['metric']}"] = (r["p_ttest"], r["p_wilcoxon"], ref)
                 row[f"holm {r['metric']}"] = (r["p_ttest_holm"], r["p_wilcoxon_holm"])
             rows.append(row)
-        title = f"{experiment} / {dataset} ({group['protocol'].iloc[0]})"
+        title = f"{experiment} / {dataset} ({_setting(group.iloc[0])})"
         groups.append((title, pd.DataFrame(rows), metric_names))
     return groups
+
+
+def _setting(row: pd.Series) -> str:
+    """``"getnext_nyc; next-POI, query_time hidden"``: the protocol and, when the runs
+    recorded them, the task and what the queries knew (a board's title)."""
+    protocol = str(row["protocol"])
+    query_time = row.get("query_time")
+    task = row.get("task")
+    if not isinstance(query_time, str):  # a board read from a CSV of before query_time
+        return protocol
+    what = f"query_time {query_time}"
+    return f"{protocol}; {task}, {what}" if isinstance(task, str) else f"{protocol}; {what}"
 
 
 def to_markdown(board: pd.DataFrame) -> str:

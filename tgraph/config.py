@@ -160,6 +160,10 @@ class DatasetConfig(StrictModel):
     deduplicate: bool = True
     #: k-core filter (of the training part by default, see :class:`KCore`), or null
     kcore: KCore | None = None
+    #: what a query knows of its target's time (:attr:`tgraph.data.split.Split.query_time`):
+    #: ``hidden`` (only the history), ``known`` (the target's time: "time-aware"), or null
+    #: for the protocol preset's default (next-POI presets: hidden)
+    query_time: Literal["hidden", "known"] | None = None
 
 
 def _folder_name(value: str) -> str:

@@ -91,6 +91,8 @@ def run_model(
         train_seconds=trained.train_seconds,
         train_valid_seconds=trainer.elapsed_s,
         streaming=None if streaming is None else streaming.metrics,
+        query_time=split_.query_time,
+        task=split_.task_label,
     )
     run_dir.write_results(
         metrics, result.per_query, None if streaming is None else streaming.result.per_query
@@ -134,6 +136,15 @@ def markdown_table(summary: pd.DataFrame, metric_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def task_title(split_: Split) -> str:
+    """The line above a summary table that says what its queries knew: the task label and
+    ``query_time`` (empty for a protocol that names no task and keeps the time known)."""
+    label = split_.task_label
+    if label is None and split_.query_time == "known":
+        return ""
+    return f"Task: {label or 'ranking'} (query_time: {split_.query_time})"
+
+
 def run_experiment(
     config: ExperimentConfig,
     root: str | Path | None = None,
@@ -170,8 +181,12 @@ def run_experiment(
         return pd.DataFrame()
     rows = [run_model(split_, spec, resume=resume, overwrite=overwrite) for spec in specs]
     summary = summarise(rows, config.metrics)
+    summary.insert(1, "query_time", split_.query_time)
+    summary.insert(2, "task", split_.task_label)
     base = safe_run_path(config.output_dir, config.experiment, config.dataset.name)
     summary.to_csv(base / "summary.csv", index=False)
-    (base / "summary.md").write_text(markdown_table(summary, config.metrics) + "\n")
+    title = task_title(split_)
+    table = markdown_table(summary, config.metrics)
+    (base / "summary.md").write_text((f"{title}\n\n" if title else "") + table + "\n")
     (base / "split.json").write_text(json.dumps(split_.summary(), indent=2, default=str) + "\n")
     return summary

@@ -14,6 +14,15 @@ event), the history keeps each event's offset (``hist_offsets``) and each query 
 are events of their part), else that of its user's last history event, so that
 ``timestamp + offset`` is wall-clock time even across a DST change.
 
+**What a query knows** (:attr:`~tgraph.data.split.Split.query_time`). With ``"known"``,
+``Queries.timestamp`` is the time of the event the query asks about (the target's). With
+``"hidden"`` (next-POI presets), the history is still cut at the target's time, but
+``Queries.timestamp`` is the time of the user's last history event (the "now" of the
+request), or the protocol's cut (:meth:`~tgraph.data.split.Split.query_cut`) for a user
+without history, and ``Queries.offset`` is that last event's: the queries then carry nothing
+that depends on the target's time, for training samples, validation and test targets and
+streamed queries alike (:func:`build_queries`).
+
 Whoever ranks owns the index: the trainer and the evaluator build it from a split, a
 streaming evaluator or a serving session appends to it as events arrive.
 """
@@ -28,7 +37,7 @@ import torch
 from torch import Tensor
 
 from tgraph.data.interactions import Interactions
-from tgraph.data.split import Split
+from tgraph.data.split import QUERY_TIMES, Split
 from tgraph.data.temporal_index import TemporalIndex
 from tgraph.errors import DataError
 
@@ -39,7 +48,9 @@ class Queries:
 
     Attributes:
         user: ``[B]`` user codes.
-        timestamp: ``[B]`` query times (UTC seconds); history is strictly before them.
+        timestamp: ``[B]`` query times (UTC seconds): the target's time, or with
+            ``query_time: hidden`` the last history event's (module docstring); history is
+            strictly before the target's time.
         hist_items: ``[B, L]`` item codes, oldest first, padded at the end with ``pad``.
         hist_times: ``[B, L]`` timestamps of the history events (0 at padding).
         hist_lat / hist_lon: ``[B, L]`` coordinates of the history items (items table;
@@ -142,40 +153,64 @@ def build_queries(
     items_table: pd.DataFrame | None = None,
     query_ids: np.ndarray | None = None,
     offsets: np.ndarray | None = None,
+    query_time: str = "known",
+    cut: int | None = None,
 ) -> Queries:
     """Queries for ``users`` at ``timestamps`` with the last ``history_len`` events of each
     user in ``index`` (a :func:`history_index`; unused, so may be ``None``, when
-    ``history_len`` is 0) strictly before its timestamp; the items' coordinates from
-    ``items_table`` when it has ``lat`` / ``lon``.
+    ``history_len`` is 0 and the time is known) strictly before its timestamp; the items'
+    coordinates from ``items_table`` when it has ``lat`` / ``lon``.
 
     ``offsets``: the ``tz_offset`` (minutes) of each query's own event, NaN where the query
     is no event; a query without one takes the offset of its last history event when the
-    index carries ``tz_offset`` (module docstring)."""
+    index carries ``tz_offset`` (module docstring).
+
+    ``query_time``: ``"known"`` keeps ``timestamps`` as the queries' times; ``"hidden"``
+    (:attr:`~tgraph.data.split.Split.query_time`) replaces each by the time of its user's
+    last event in ``index`` strictly before it, or by ``cut`` when there is none, and takes
+    the offset of that last event (0 without one), never ``offsets``: the history is cut at
+    ``timestamps``, but nothing else in the queries depends on them."""
     users = np.asarray(users, dtype=np.int64)
     timestamps = np.asarray(timestamps, dtype=np.int64)
-    own = None if offsets is None else np.asarray(offsets, dtype=np.float64)
+    hidden = _check_query_time(query_time)
+    own = None if offsets is None or hidden else np.asarray(offsets, dtype=np.float64)
     queries = Queries(
         user=torch.from_numpy(users.copy()),
         timestamp=torch.from_numpy(timestamps.copy()),
         query=None if query_ids is None else torch.as_tensor(np.asarray(query_ids)),
         pad=n_items,
     )
-    if history_len <= 0:
+    if history_len <= 0 and not hidden:
         queries.offset = None if own is None else _seconds(np.nan_to_num(own, nan=0.0))
         return queries
     if index is None:
-        raise ValueError(f"history_len={history_len} needs an index of the context events")
-    recent = index.recent(users, timestamps, history_len)
+        need = f"history_len={history_len}" if history_len > 0 else "query_time 'hidden'"
+        raise ValueError(f"{need} needs an index of the context events")
+    recent = index.recent(users, timestamps, max(history_len, 1))
+    rows = np.arange(len(users))
+    last = np.maximum(recent.length - 1, 0)
+    has_offsets = "tz_offset" in index.feature_names
+    # the offset of each user's last history event (0 at padding, and without offsets)
+    last_offset = recent["tz_offset"][rows, last] if has_offsets else np.zeros(len(users))
+    if hidden:
+        none = recent.length == 0
+        if none.any() and cut is None:
+            raise ValueError("query_time 'hidden': a user without history needs the cut")
+        now = np.where(none, 0 if cut is None else cut, recent.time[rows, last])
+        queries.timestamp = torch.from_numpy(now.astype(np.int64))
+        if has_offsets:
+            queries.offset = _seconds(last_offset)
+    if history_len <= 0:
+        return queries
     valid = recent.mask
     hist_items = np.where(valid, recent["item"], n_items)
     queries.hist_items = torch.from_numpy(hist_items)
     queries.hist_times = torch.from_numpy(recent.time)
     queries.hist_len = torch.from_numpy(recent.length)
-    if "tz_offset" in index.feature_names:
-        hist_offsets = recent["tz_offset"]  # 0 at padding
-        queries.hist_offsets = _seconds(hist_offsets)
-        last = hist_offsets[np.arange(len(users)), np.maximum(recent.length - 1, 0)]
-        own = last if own is None else np.where(np.isnan(own), last, own)
+    if has_offsets:
+        queries.hist_offsets = _seconds(recent["tz_offset"])
+        if not hidden:
+            own = last_offset if own is None else np.where(np.isnan(own), last_offset, own)
     if own is not None:
         queries.offset = _seconds(np.nan_to_num(own, nan=0.0))
     if items_table is not None and {"lat", "lon"} <= set(items_table.columns):
@@ -186,6 +221,13 @@ def build_queries(
     return queries
 
 
+def _check_query_time(query_time: str) -> bool:
+    """Whether ``query_time`` is ``"hidden"`` (ValueError unless one of :data:`QUERY_TIMES`)."""
+    if query_time not in QUERY_TIMES:
+        raise ValueError(f"query_time must be one of {QUERY_TIMES}, got {query_time!r}")
+    return query_time == "hidden"
+
+
 def _seconds(minutes: np.ndarray) -> Tensor:
     """UTC offsets in minutes (int or integral float) as int64 seconds."""
     return torch.from_numpy(np.asarray(minutes).astype(np.int64) * 60)
@@ -194,9 +236,11 @@ def _seconds(minutes: np.ndarray) -> Tensor:
 def target_queries(split: Split, part: str, history_len: int = 0) -> tuple[Queries, pd.DataFrame]:
     """One :class:`Queries` row per query of ``split.targets(part)`` (sorted by query id),
     history from :func:`context_events`, and the per-query table (columns query, user,
-    timestamp). A query's ``offset`` is the ``tz_offset`` of its part's event of the same
-    user and time when there is one (the target check-in itself), else its last history
-    event's (module docstring).
+    timestamp: the target's time, which cuts the history). A query's ``offset`` is the
+    ``tz_offset`` of its part's event of the same user and time when there is one (the target
+    check-in itself), else its last history event's (module docstring). With
+    ``split.query_time`` hidden, the queries' times and offsets are those of the last history
+    event (or :meth:`~tgraph.data.split.Split.query_cut`; :func:`build_queries`).
 
     Raises :class:`DataError` when the targets of one query disagree on user or timestamp.
     """
@@ -219,7 +263,8 @@ def target_queries(split: Split, part: str, history_len: int = 0) -> tuple[Queri
             fix="give every (user, timestamp) ranking request its own query id",
         )
     table = table[["query", "user", "timestamp"]]
-    index = history_index(context_events(split, part)) if history_len > 0 else None
+    hidden = split.query_time == "hidden"
+    index = history_index(context_events(split, part)) if history_len > 0 or hidden else None
     queries = build_queries(
         table["user"].to_numpy(),
         table["timestamp"].to_numpy(),
@@ -229,6 +274,8 @@ def target_queries(split: Split, part: str, history_len: int = 0) -> tuple[Queri
         split.train.items,
         query_ids=np.arange(len(table)),
         offsets=own_offsets(split, part, table),
+        query_time=split.query_time,
+        cut=split.query_cut(part),
     )
     return queries, table
 

@@ -9,6 +9,13 @@ context available at inference time, strictly before each query's timestamp.
 The builders that make splits (presets and generic ones) live in :mod:`tgraph.data.protocols`;
 this module keeps the :class:`Split` type, its targets tables and the invariants
 (:meth:`Split.check_no_leakage`) every builder ends with.
+
+**What a query knows** (:attr:`Split.query_time`, :data:`QUERY_TIMES`): with ``"known"`` a
+ranking request carries the time of the event it asks about (a top-K protocol's "now", or
+the "time-aware next-POI" task); with ``"hidden"`` (the next-POI presets' default, as in
+GETNext and STHGCN) it carries only the time of the user's last event before the target, or
+the protocol's cut (:meth:`Split.query_cut`) for a user without one, so that no model can
+read the target's time (:func:`tgraph.data.queries.build_queries`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,10 @@ TARGET_COLUMNS = ("query", "user", "item", "timestamp")
 EVENT_KEY = ("user", "item", "timestamp")
 #: values of :attr:`Split.time_order`
 TIME_ORDERS = ("global", "per_user", None)
+#: values of :attr:`Split.query_time`
+QUERY_TIMES = ("hidden", "known")
+#: :attr:`Split.task` of the next-POI presets
+NEXT_POI = "next_poi"
 #: item attributes events carry: coordinates (per-item median) and codes (most frequent)
 COORDINATE_ATTRIBUTES = ("lat", "lon")
 CODE_ATTRIBUTES = ("category", "region")
@@ -60,6 +71,12 @@ class Split:
         require_seen: whether every target's user and item must occur in ``train``.
         time_resolution: seconds; events are compared at ``timestamp // time_resolution``
             (60 when a source only has minutes, so the same check-in matches across files).
+        query_time: what a ranking request knows of the time of the event it asks about
+            (module docstring): ``"known"`` (its own time) or ``"hidden"`` (its user's last
+            event's, else :meth:`query_cut`). Set by the preset, overridden by
+            ``dataset.query_time``.
+        task: what the protocol asks (``"next_poi"`` for the next-POI presets; ``None``
+            otherwise); with it, :attr:`task_label` names the task in run records.
     """
 
     train: Interactions
@@ -73,6 +90,8 @@ class Split:
     time_order: str | None = "global"
     require_seen: bool = False
     time_resolution: int = 1
+    query_time: str = "known"
+    task: str | None = None
 
     def __post_init__(self) -> None:
         for part, targets in (
@@ -94,6 +113,12 @@ class Split:
                 raise DataError(
                     "train, valid and test must share one id space (users/items tables)"
                 )
+        if self.query_time not in QUERY_TIMES:
+            raise DataError(
+                f"unknown query_time {self.query_time!r}",
+                column="query_time",
+                fix=f"use one of {QUERY_TIMES}",
+            )
         if self.time_order not in TIME_ORDERS:
             raise DataError(
                 f"unknown time_order {self.time_order!r}",
@@ -108,6 +133,31 @@ class Split:
     @property
     def n_items(self) -> int:
         return self.train.n_items
+
+    @property
+    def task_label(self) -> str | None:
+        """The task as run records and leaderboards name it: ``"next-POI"`` (next-POI
+        protocol, time hidden), ``"time-aware next-POI"`` (next-POI protocol, the target's
+        time known), else ``None`` (a protocol that names no task)."""
+        if self.task != NEXT_POI:
+            return self.task
+        return "next-POI" if self.query_time == "hidden" else "time-aware next-POI"
+
+    def query_cut(self, part: str) -> int:
+        """The "now" of a ``part`` ("train", "valid" or "test") query whose user has no
+        earlier event, under ``query_time: hidden``: the latest event time of the parts
+        before it (the training part's latest for validation, the validation part's latest,
+        else the training part's, for test; the earliest training event for training
+        samples, which nothing precedes). It never depends on the query's own target."""
+        train = self.train.events["timestamp"]
+        if part == "train":
+            return int(train.min())
+        if part == "valid":
+            return int(train.max())
+        if part == "test":
+            before = self.valid if self.valid is not None and len(self.valid) else self.train
+            return int(before.events["timestamp"].max())
+        raise KeyError(f"part must be 'train', 'valid' or 'test', got {part!r}")
 
     def targets(self, part: str) -> pd.DataFrame:
         """Targets of ``part`` ("valid" or "test")."""
@@ -348,6 +398,8 @@ class Split:
             "test_queries": int(self.test_targets["query"].nunique()),
             "users": self.n_users,
             "items": self.n_items,
+            "query_time": self.query_time,
+            "task": self.task_label,
             "report": self.report,
         }
 

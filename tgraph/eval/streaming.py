@@ -21,6 +21,12 @@ replayed in time order, and
 Without time (a protocol whose queries all share one timestamp) nothing is replayed before
 any query, and streaming equals static.
 
+With ``query_time: hidden`` (:attr:`~tgraph.data.split.Split.query_time`) a query is ranked
+at its "now" instead: the time of its user's last event before the target (or the
+protocol's cut), after every replayed event up to and including that instant, and its
+queries carry that time, not the target's (:func:`~tgraph.data.queries.build_queries`); the
+history is the same (the user has no event between "now" and the target).
+
 So the target of a query is never visible before it is ranked, neither in the history (the
 index answers "strictly before ``t``") nor in the model's state. Histories equal those of the
 static evaluator (whose context is every event strictly before ``t``); what differs is only
@@ -113,16 +119,23 @@ class StreamingEvaluator:
         self.finetune_options = dict(finetune_options or {})
         self.progress = progress
         self._users = self.evaluator.table["user"].to_numpy(np.int64)
-        self._times = self.evaluator.table["timestamp"].to_numpy(np.int64)
+        self._times = self.evaluator.table["timestamp"].to_numpy(np.int64)  # the targets'
         # a target's local time is its own event's (not its user's last offset: DST may differ)
         self._offsets = own_offsets(split, "test", self.evaluator.table)
+        self._hidden = split.query_time == "hidden"
+        self._cut = split.query_cut("test")
+        # when each query is ranked: its target's time, or with the time hidden its "now"
+        # (the last history event's time, or the cut), after that instant's events
+        self._rank_at = self.evaluator.queries(0).timestamp.numpy() if self._hidden else self._times
 
     @torch.no_grad()
     def _rank_one(self, state: LiveState, model: Recommender, row: int) -> np.ndarray:
         user = self._users[row : row + 1]
         at = self._times[row : row + 1]
         offset = None if self._offsets is None else self._offsets[row : row + 1]
-        return self.evaluator.rank(model, state.queries(user, at, offset), np.array([row]))
+        query_time = self.split.query_time
+        queries = state.queries(user, at, offset, query_time=query_time, cut=self._cut)
+        return self.evaluator.rank(model, queries, np.array([row]))
 
     def _ingest(self, state: LiveState, model: Recommender, events: pd.DataFrame) -> None:
         state.ingest(events)
@@ -143,12 +156,17 @@ class StreamingEvaluator:
         model.eval()
         state = LiveState.from_events(model, self.seen, self.split.train.items)
         replay_times = self.replay["timestamp"].to_numpy(np.int64)
-        instants = np.unique(self._times)
-        order = np.argsort(self._times, kind="stable")
-        bounds = np.searchsorted(self._times[order], instants, side="left")
+        rank_at = self._rank_at
+        instants = np.unique(rank_at)
+        order = np.argsort(rank_at, kind="stable")
+        bounds = np.searchsorted(rank_at[order], instants, side="left")
         bounds = np.append(bounds, n)
-        # replayed events strictly before each instant: replay[:cut[i]]
-        cut = np.searchsorted(replay_times, instants, side="left")
+        # replayed events strictly before each instant (known time), or up to and including
+        # it (hidden: the instant is an event already seen): replay[:cut[i]]
+        if self._hidden:
+            cut = np.searchsorted(replay_times, instants, side="right")
+        else:
+            cut = np.searchsorted(replay_times, instants, side="left")
         ranks = [np.empty((1, 0))] * n
         latency = np.zeros(n)
         ingested, updates, ingest_s = 0, 0, 0.0

@@ -29,6 +29,11 @@ What else a model needs:
   Markov), which ``fit(train)`` from counts and are never given to an optimiser;
 * ``history_len`` (instance attribute): how many past events each query must carry
   (0 = none; Markov needs 1; sequence models their ``max_len``).
+* ``query_time`` (instance attribute): the split's
+  :attr:`~tgraph.data.split.Split.query_time`. ``queries.timestamp`` is the request's "now";
+  under ``"hidden"`` it is the last history event's time and says nothing about the target.
+  A model that reads the target's time declares it with :meth:`require_query_time`, which
+  refuses a split whose time is hidden.
 
 History (see :mod:`tgraph.data.queries`) is built from the events strictly before the
 query's timestamp and never contains the target. It is left-aligned, oldest first, padded
@@ -142,6 +147,7 @@ class Recommender(nn.Module):
         self.n_users = split.n_users
         self.n_items = split.n_items
         self.history_len = 0
+        self.query_time = split.query_time
         self._graphs: dict[str, dgl.DGLGraph] = {}
         #: graphs with queued changes (:meth:`defer_graph`): name -> completes and returns it
         self._deferred: dict[str, Callable[[], dgl.DGLGraph]] = {}
@@ -172,6 +178,18 @@ class Recommender(nn.Module):
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, got {max_len}")
         self.history_len = max_len
+
+    def require_query_time(self, key: str) -> None:
+        """This model reads the time of the event each query asks about (the target's): a
+        :class:`~tgraph.errors.ConfigError` naming the model's ``key`` when the split hides it
+        (``query_time: hidden``)."""
+        if self.query_time == "hidden":
+            raise ConfigError(
+                f"{type(self).__name__} reads the target's time ({key}: true), which the "
+                "protocol hides (query_time: hidden)",
+                key=f"config.{key}",
+                fix=f"set {key}: false, or run the time-aware task (dataset.query_time: known)",
+            )
 
     # ------------------------------------------------------------------ graphs and devices
     def register_graph(self, name: str, graph: dgl.DGLGraph) -> None:

@@ -63,8 +63,9 @@ class STHeteroRec(Recommender):
     pre-LayerNorm Transformer; :math:`s` = its output at the last real position (a learned
     constant for an empty history).
 
-    **Scores.** With the query time :math:`t_q` (the time of the check-in to predict; part
-    of every query) and :math:`i_n` the last POI,
+    **Scores.** With the query time :math:`t_q` (the time of the check-in to predict: only
+    with ``use_query_time``, which needs a split with ``query_time: known``, the
+    "time-aware next-POI" task) and :math:`i_n` the last POI,
 
     .. math::
         q = s + z_u + S'_{\mathrm{slot}(t_q)} + W'_t\,\Phi(t_q - t_n), \qquad
@@ -76,7 +77,8 @@ class STHeteroRec(Recommender):
     ``use_user_relation`` (no user nodes in the graph; :math:`z_u` is then a free ID
     embedding), ``use_time_encoding`` (no :math:`W_t \Phi` and :math:`S` terms in :math:`x_p`),
     ``use_distance`` (no :math:`\psi` and no distance score; off without coordinates),
-    ``use_query_time`` (no :math:`S'` and :math:`W'_t` terms). Trained with full
+    ``use_query_time`` (off by default: no :math:`S'` and :math:`W'_t` terms; the query
+    then reads no timestamp of its own, only its history's). Trained with full
     cross-entropy by default; dropout only in training, so eval mode is deterministic.
 
     **Update.** :meth:`update` appends the new events' edges to the heterograph
@@ -120,7 +122,9 @@ class STHeteroRec(Recommender):
         use_user_relation: bool = True
         use_time_encoding: bool = True
         use_distance: bool = True
-        use_query_time: bool = True
+        #: read the time of the check-in to predict (the "time-aware next-POI" task; refused
+        #: when the split hides it, ``query_time: hidden``)
+        use_query_time: bool = False
 
         @model_validator(mode="after")
         def _heads_divide_dim(self) -> STHeteroRec.Config:
@@ -133,6 +137,8 @@ class STHeteroRec(Recommender):
         super().__init__(split, config)
         cfg = self.config
         self.require_history(cfg.max_len)
+        if cfg.use_query_time:
+            self.require_query_time("use_query_time")
         dim = cfg.embedding_dim
         train = split.train
         drop = () if cfg.use_user_relation else (USER,)

@@ -114,6 +114,12 @@ class RunMetrics(Record):
     train_valid_seconds: float
     #: the streaming evaluation of the same weights (``eval.mode: streaming``), else ``None``
     streaming: StreamingMetrics | None = None
+    #: what the queries knew of their target's time (:attr:`tgraph.data.split.Split.query_time`;
+    #: ``None`` in runs recorded before it existed)
+    query_time: str | None = None
+    #: the task, as labelled in leaderboards (``"next-POI"``, ``"time-aware next-POI"``;
+    #: :attr:`tgraph.data.split.Split.task_label`), or ``None``
+    task: str | None = None
 
     @field_validator("valid", "test")
     @classmethod

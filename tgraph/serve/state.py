@@ -58,17 +58,33 @@ class LiveState:
 
     # ------------------------------------------------------------------ reading
     def queries(
-        self, users: np.ndarray, at: np.ndarray | int, offsets: np.ndarray | None = None
+        self,
+        users: np.ndarray,
+        at: np.ndarray | int,
+        offsets: np.ndarray | None = None,
+        query_time: str = "known",
+        cut: int | None = None,
     ) -> Queries:
         """Queries of ``users`` at times ``at`` (one per user, or one for all) with their last
         ``model.history_len`` events strictly before ``at`` (oldest first, padded with
-        ``model.n_items``); ``offsets``: each query's own ``tz_offset`` when it is known (see
-        :func:`~tgraph.data.queries.build_queries`)."""
+        ``model.n_items``); ``offsets``: each query's own ``tz_offset`` when it is known;
+        ``query_time: hidden`` (a replayed target's time, which the query may not carry):
+        each query's time is its user's last event's, else ``cut`` (see
+        :func:`~tgraph.data.queries.build_queries`). A served request's time is "now",
+        known by definition."""
         users = np.array(users, dtype=np.int64).reshape(-1)
         at = np.broadcast_to(np.asarray(at, dtype=np.int64), users.shape).copy()
         model = self.model
         return build_queries(
-            users, at, self.index, model.history_len, model.n_items, self.items, offsets=offsets
+            users,
+            at,
+            self.index,
+            model.history_len,
+            model.n_items,
+            self.items,
+            offsets=offsets,
+            query_time=query_time,
+            cut=cut,
         )
 
     @torch.no_grad()

@@ -65,7 +65,8 @@ def finetune(
                 row=row,
                 fix="fold new users and items in with model.update(events) first",
             )
-    if model.history_len and history is None:
+    hidden = model.query_time == "hidden"  # samples' times are their last earlier event's
+    if (model.history_len or hidden) and history is None:
         raise ValueError(
             f"{type(model).__name__} reads histories: pass history= (a TemporalIndex of the "
             "events seen, keyed by user with the feature item)"
@@ -79,6 +80,8 @@ def finetune(
         model.n_items,
         inter.items,
         offsets=inter.events["tz_offset"].to_numpy() if inter.has("tz_offset") else None,
+        query_time=model.query_time,
+        cut=int(new.timestamp.min()),
     )
     positives = torch.from_numpy(new.item.copy())
     optimizer = make_optimizer(model, config)

@@ -205,16 +205,20 @@ class Trainer:
 
     def _training_samples(self, train: Interactions, context: pd.DataFrame):
         """Queries (with history strictly before each event) and positives of ``train``'s
-        events, the history taken from ``context``."""
+        events, the history taken from ``context``; with ``split.query_time`` hidden a
+        sample's time is its user's last earlier event's (:func:`build_queries`)."""
         events = train.events
+        hidden = self.split.query_time == "hidden"
         queries = build_queries(
             events["user"].to_numpy(),
             events["timestamp"].to_numpy(),
-            history_index(context) if self.model.history_len else None,
+            history_index(context) if self.model.history_len or hidden else None,
             self.model.history_len,
             self.split.n_items,
             train.items,
             offsets=events["tz_offset"].to_numpy() if train.has("tz_offset") else None,
+            query_time=self.split.query_time,
+            cut=self.split.query_cut("train"),
         )
         positives = torch.from_numpy(events["item"].to_numpy(np.int64).copy())
         if self.model.history_len and self.config.min_history > 0:

@@ -5,7 +5,9 @@
 - :func:`next_poi_chronological`: the same recipe for any check-in table (STHGCN-style).
 
 Each preset records every count it filters in ``split.report`` and ends with
-:meth:`~tgraph.data.split.Split.check_no_leakage`.
+:meth:`~tgraph.data.split.Split.check_no_leakage`. Their splits are ``task: next_poi`` with
+``query_time: hidden`` (a query knows its history, not the time of the check-in to predict,
+as in GETNext and STHGCN; ``dataset.query_time: known`` gives the "time-aware next-POI" task).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tgraph.data.protocols.builders import (
 )
 from tgraph.data.readers.getnext import read_getnext_csv
 from tgraph.data.readers.stan import NYC_TZ_OFFSET, find_file, read_stan_nyc
-from tgraph.data.split import EVENT_KEY, Split
+from tgraph.data.split import EVENT_KEY, NEXT_POI, Split
 from tgraph.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -212,10 +214,12 @@ def _next_poi_split(
     test: Interactions,
     report: dict[str, Any],
     time_resolution: int,
+    query_time: str = "hidden",
 ) -> Split:
     """The next-POI split of chronological parts: the last check-in of each validation/test
     trajectory is a target, targets with a user or POI unseen in ``train`` are dropped (counts
-    in ``report``), and the leakage checks run before it is returned."""
+    in ``report``), and the leakage checks run before it is returned. ``task`` is
+    ``next_poi``, ``query_time`` hidden unless given."""
     targets = {}
     for name, part in (("valid", valid), ("test", test)):
         found, report[f"{name}_targets"] = last_of_trajectory(part.events)
@@ -233,6 +237,8 @@ def _next_poi_split(
         time_order="global",
         require_seen=True,
         time_resolution=time_resolution,
+        query_time=query_time,
+        task=NEXT_POI,
     )
     split.report["leakage_checks"] = split.check_no_leakage()
     return split

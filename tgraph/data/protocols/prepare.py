@@ -26,7 +26,9 @@ from tgraph.errors import ConfigError
 
 def prepare_split(config: DatasetConfig, root: str | Path | None = None) -> Split:
     """Load, clean (deduplicate, k-core; counts in ``split.report``) and split the configured
-    dataset with its protocol (:func:`~tgraph.data.protocols.presets.get_protocol`)."""
+    dataset with its protocol (:func:`~tgraph.data.protocols.presets.get_protocol`);
+    ``dataset.query_time``, when set, replaces the preset's
+    :attr:`~tgraph.data.split.Split.query_time`."""
     protocol = get_protocol(config.protocol)
     kcore = config.kcore
     if protocol.kind == "root":
@@ -56,6 +58,8 @@ def prepare_split(config: DatasetConfig, root: str | Path | None = None) -> Spli
             split.report["kcore"] = {"scope": "all", **kcore_report}
     if kcore is not None and kcore.scope == "train":
         split = kcore_on_train(split, user_k=kcore.user_k, item_k=kcore.item_k)
+    if config.query_time is not None and config.query_time != split.query_time:
+        split = dataclasses.replace(split, query_time=config.query_time)
     return split
 
 
