@@ -161,7 +161,7 @@ def _partition(args: argparse.Namespace) -> int:
 def _tune(args: argparse.Namespace) -> int:
     from tgraph.train import distributed
     from tgraph.tune import finish_study, load_study, run_study
-    from tgraph.tune.group import Order, check_same_study, follow, send
+    from tgraph.tune.group import GroupBroken, Order, check_same_study, follow, send
 
     if args.nproc < 1:
         raise UsageError(f"--nproc {args.nproc}: give at least 1 process")
@@ -189,6 +189,10 @@ def _tune(args: argparse.Namespace) -> int:
             result = finish_study(study, study_def, args.data_root, retrain, group)
         if group.active:
             send(Order("stop"), group)
+    except GroupBroken as broken:  # the trial is retried by the next worker
+        distributed.finish(barrier=False)
+        print(f"tgraph: error: {broken}", file=sys.stderr)
+        return 1
     except BaseException:
         distributed.finish(barrier=False)  # torchrun stops the other ranks
         raise

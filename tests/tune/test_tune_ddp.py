@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -20,8 +21,8 @@ from tgraph.errors import ConfigError, StudyError
 from tgraph.runs import RunDir
 from tgraph.train import distributed
 from tgraph.train.distributed import Context
-from tgraph.tune import load_study
-from tgraph.tune.group import check_same_study
+from tgraph.tune import load_study, retried_from
+from tgraph.tune.group import GroupBroken, check_same_study, trial_of_group
 from tgraph.tune.storage import OWNER
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,12 +77,20 @@ def _env() -> dict[str, str]:
     }
 
 
-def _start(*argv: str) -> subprocess.Popen:
-    """``tgraph tune <argv>`` in a new session (its torchrun and ranks stop together)."""
+def _start(
+    *argv: str,
+    launcher: tuple[str, ...] = (),
+    marker: str = "",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """``tgraph tune <argv>`` (after ``launcher``, e.g. a torchrun command line) in a new
+    session (its torchrun and ranks stop together), with ``env`` added to the environment;
+    ``marker`` tags the processes' environment (see :func:`_rank_process`)."""
+    python = launcher or (sys.executable,)
     return subprocess.Popen(
-        [sys.executable, "-m", "tgraph", "tune", "--threads", "1", *argv],
+        [*python, "-m", "tgraph", "tune", "--threads", "1", *argv],
         cwd=REPO,
-        env=_env(),
+        env={**_env(), "TGRAPH_TEST_GROUP": marker, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -99,6 +108,30 @@ def _finish(process: subprocess.Popen, timeout: float = 300) -> str:
         pytest.fail(f"a group hung for {timeout} s:\n{output[-4000:]}")
     assert process.returncode == 0, output[-6000:]
     return output
+
+
+def _torchrun(node_rank: int, port: int) -> tuple[str, ...]:
+    """The documented multi-machine form on this machine: node ``node_rank`` of 2, 1 process
+    each, master on 127.0.0.1:``port``."""
+    return (
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={node_rank}",
+        "--nproc-per-node=1", "--master-addr=127.0.0.1", f"--master-port={port}",
+    )  # fmt: skip
+
+
+def _rank_process(marker: str, rank: int) -> int | None:
+    """The pid of the process of rank ``rank`` started with ``marker`` (None if none yet)."""
+    wanted = {f"TGRAPH_TEST_GROUP={marker}".encode(), f"RANK={rank}".encode()}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:  # gone, or not ours
+            continue
+        if wanted <= environ:
+            return int(entry.name)
+    return None
 
 
 def _check_group_trials(trials: list[optuna.trial.FrozenTrial], folder: Path) -> None:
@@ -154,6 +187,17 @@ def test_ranks_that_loaded_different_studies_are_refused(tmp_path, monkeypatch):
         check_same_study(spec, two)
 
 
+def test_a_collective_failed_by_a_gone_rank_breaks_the_trial_other_errors_pass():
+    gone = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed")
+    with pytest.raises(GroupBroken, match="trial 7") as broken:
+        with trial_of_group(7):
+            raise gone
+    assert broken.value.number == 7 and broken.value.__cause__ is gone
+    with pytest.raises(ValueError, match="own"):  # rank 0's own error fails the trial as usual
+        with trial_of_group(7):
+            raise ValueError("own")
+
+
 # ---------------------------------------------------------------------- real groups
 @pytest.mark.slow
 def test_a_two_process_study_prunes_retrains_and_leaves(tmp_path):
@@ -176,11 +220,22 @@ def test_a_two_process_study_prunes_retrains_and_leaves(tmp_path):
 
 @pytest.mark.slow
 def test_two_groups_share_a_journal_file_and_spend_the_budget_exactly(tmp_path):
-    """Two groups of 2 processes (own torchrun, own port), one study, 4 trials."""
-    path = _write(tmp_path, {**STUDY, "study": {**STUDY["study"], "n_trials": 4}})
+    """Two groups of 2 processes, one study, 4 trials: ``--nproc 2``, and the documented
+    multi-machine form (torchrun ``--nnodes 2``, a node per launcher, here both on 127.0.0.1).
+    Each group's first trial waits until the other has one too (``tests/tune/handshake.py``)."""
+    study = {**STUDY["study"], "n_trials": 4}
+    models = [{"name": "bprmf_handshake"}]
+    config = {**STUDY, "imports": ["tests.tune.handshake"], "models": models, "study": study}
+    path = _write(tmp_path, config)
     journal = tmp_path / "study.journal"
-    argv = ["--config", str(path), "--nproc", "2", "--search-only", "--storage"]
-    groups = [_start(*argv, f"journal:{journal}", "--worker", str(k)) for k in (0, 1)]
+    (tmp_path / "handshake").mkdir()
+    argv = ["--config", str(path), "--search-only", "--storage", f"journal:{journal}"]
+    port = distributed.free_port()
+    env = {"TGRAPH_TEST_HANDSHAKE": str(tmp_path / "handshake"), "TGRAPH_TEST_GROUPS": "2"}
+    groups = [
+        _start(*argv, "--nproc", "2", "--worker", "0", env=env),
+        *(_start(*argv, "--worker", "1", launcher=_torchrun(k, port), env=env) for k in (0, 1)),
+    ]
     for group in groups:
         _finish(group)
     spec = load_study([path], world_size=2)
@@ -191,4 +246,47 @@ def test_two_groups_share_a_journal_file_and_spend_the_budget_exactly(tmp_path):
     counted = [t for t in trials if t.state in COUNTED]
     assert len(counted) == 4
     assert len({t.user_attrs[OWNER]["pid"] for t in counted}) == 2  # both groups ran trials
+    _check_group_trials(trials, spec.folder)
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_trial_ends_its_group_and_the_trial_is_retried(tmp_path):
+    """SIGKILL of rank 1 in the middle of a trial: torchrun stops the group (no hang, a
+    failure exit code); the same command then finishes the study, the dead trial retried with
+    its parameters."""
+    config = {**STUDY, "train": {**STUDY["train"], "epochs": 5}}
+    path = _write(tmp_path, {**config, "study": {**STUDY["study"], "pruner": {"type": "none"}}})
+    spec = load_study([path], world_size=2)
+    storage = f"sqlite:///{spec.folder / 'study.db'}"
+    argv = ["--config", str(path), "--nproc", "2", "--search-only"]
+    marker = str(tmp_path)
+    group = _start(*argv, marker=marker)
+    deadline = time.monotonic() + 240
+
+    def running_trial_1() -> bool:  # trial 1 has validated an epoch (its curve says so)
+        curve = spec.folder / "trials" / "0001" / "curve.jsonl"
+        return curve.exists() and curve.read_text().endswith("\n")
+
+    while not running_trial_1():
+        assert group.poll() is None, group.communicate()[0][-3000:]
+        assert time.monotonic() < deadline, "trial 1 never ran"
+        time.sleep(0.05)
+    pid = _rank_process(marker, 1)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    try:
+        output, _ = group.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(group.pid, signal.SIGKILL)
+        pytest.fail(f"the group hung after rank 1 died:\n{group.communicate()[0][-3000:]}")
+    assert group.returncode != 0, output[-3000:]
+    killed = optuna.load_study(study_name=spec.name, storage=storage).trials[1]
+    assert killed.state == State.RUNNING  # left running by rank 0, which has left
+
+    _finish(_start(*argv))
+    trials = optuna.load_study(study_name=spec.name, storage=storage).get_trials(deepcopy=False)
+    assert trials[1].state == State.FAIL
+    (retry,) = [t for t in trials if retried_from(t) == 1]
+    assert retry.state == State.COMPLETE and retry.params == killed.params
+    assert len([t for t in trials if t.state in COUNTED]) == 3
     _check_group_trials(trials, spec.folder)

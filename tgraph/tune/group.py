@@ -18,8 +18,11 @@ trial's run directory. The other ranks never touch the storage; they follow rank
 * ``stop``: the study is done (or rank 0 stopped early): leave.
 
 A trial beyond the budget never reaches the other ranks (rank 0 fails it before sending
-anything). An error on any rank ends its process; torchrun then stops the others, and the
-trial left running is failed and retried by the next worker (:mod:`tgraph.tune.storage`).
+anything). An error on any rank ends its process, and torchrun then stops the others. If rank
+0 ended, the trial it left running is failed and retried by the next worker
+(:mod:`tgraph.tune.storage`); if another rank ended first, rank 0's next collective fails and
+rank 0 leaves the trial running (:class:`GroupBroken`), so that the same happens. An error of
+rank 0's own fails the trial as in one process.
 
 The number of processes is part of the study's definition when it is more than one (a trial's
 negatives depend on it, as a run's do), so groups of one size form one study; several groups,
@@ -30,9 +33,13 @@ a journal file or PostgreSQL, as one-process workers do.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import torch.distributed
 
 from tgraph.config import validate_config
 from tgraph.data.protocols import prepare_split
@@ -61,6 +68,44 @@ class Order:
 
 class _Pruned(Exception):
     """Rank 0 pruned the trial this rank trains."""
+
+
+class GroupBroken(BaseException):
+    """Another rank of the group ended (or failed) while the group trained trial ``number``.
+
+    Not an ``Exception``, so that Optuna leaves the trial running, as it would if rank 0 had
+    been killed with the others: once rank 0 has left, the next worker on the storage finds
+    the trial's owner gone, fails it and queues it again with its parameters
+    (:mod:`tgraph.tune.storage`)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(
+            f"a rank of this group ended while it trained trial {number}; the next worker on "
+            "the study's storage retries the trial with its parameters (see the other ranks' "
+            "errors above)"
+        )
+        self.number = number
+
+
+def peer_failure(error: BaseException) -> bool:
+    """Whether ``error`` is a collective that failed because another rank is gone or failed
+    (torch's distributed errors; gloo's transport errors, plain ``RuntimeError`` in torch 2.2)."""
+    if isinstance(error, torch.distributed.DistError):
+        return True
+    return isinstance(error, RuntimeError) and "gloo/transport" in str(error)
+
+
+@contextmanager
+def trial_of_group(number: int) -> Iterator[None]:
+    """Rank 0 trains trial ``number`` with its group: a collective that fails because another
+    rank is gone becomes :class:`GroupBroken` (any other error passes unchanged, and fails
+    the trial as in one process)."""
+    try:
+        yield
+    except Exception as error:
+        if peer_failure(error):
+            raise GroupBroken(number) from error
+        raise
 
 
 def send(order: Order, group: Context) -> None:

@@ -200,9 +200,6 @@ def objective(
         trial.set_user_attr(FINGERPRINT, spec.fingerprint)
         trial.set_user_attr(CONFIG, spec.config_with(params))
         run_dir = RunDir(spec.folder / "trials" / f"{trial.number:04d}")
-        if group.active:
-            trial.set_user_attr("world_size", group.world_size)
-            groups.send(groups.Order("trial", trial.number, params), group)
 
         def report(record: CurveRecord) -> None:
             trial.report(record.valid[spec.metric], step=record.epoch)
@@ -211,9 +208,14 @@ def objective(
 
         # Optuna cannot prune multi-objective trials: nothing to report
         on_epoch = None if spec.multi_objective else report
-        trained = spec.train(split_, params, run_dir, on_epoch)
-        if group.active:
-            trial.set_user_attr("ranks", groups.replicas(params, trained.model, group))
+        if not group.active:
+            trained = spec.train(split_, params, run_dir, on_epoch)
+        else:
+            trial.set_user_attr("world_size", group.world_size)
+            with groups.trial_of_group(trial.number):
+                groups.send(groups.Order("trial", trial.number, params), group)
+                trained = spec.train(split_, params, run_dir, on_epoch)
+                trial.set_user_attr("ranks", groups.replicas(params, trained.model, group))
         value = float(trained.trainer.best_value)
         trial.set_user_attr("best_epoch", trained.trainer.best_epoch)
         trial.set_user_attr("train_seconds", trained.train_seconds)
