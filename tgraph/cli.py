@@ -21,6 +21,7 @@ Examples::
     tgraph run --config my_experiment.yaml --import my_models
     tgraph tune --config studies/bprmf_movielens100k --n-trials 20
     tgraph tune --config STUDY.yaml --storage journal:runs/study.journal --search-only  # x N
+    tgraph tune --config STUDY.yaml --nproc 2    # each trial data-parallel in 2 processes
     tgraph compare runs/demo
     tgraph analyse dataset foursquare_nyc --regions 30
     tgraph analyse dataset synthetic --option n_users=100 --option n_events=6000
@@ -134,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    """``tgraph run --nproc N``: the same command in N processes through torchrun."""
+    """``tgraph run|tune --nproc N``: the same command in N processes through torchrun."""
     from tgraph.train import distributed
 
     if distributed.launched():
@@ -158,16 +159,46 @@ def _partition(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
+    from tgraph.train import distributed
     from tgraph.tune import finish_study, load_study, run_study
+    from tgraph.tune.group import GroupBroken, Order, check_same_study, follow, send
 
+    if args.nproc < 1:
+        raise UsageError(f"--nproc {args.nproc}: give at least 1 process")
     overrides = _record_imports(args.config, args.overrides, args.imports)
     if args.n_trials is not None:
         overrides.append(f"study.n_trials={args.n_trials}")
-    study_def = load_study(args.config, overrides)
-    study = run_study(study_def, args.data_root, args.storage, args.worker)
-    if args.search_only:
+    world_size = int(os.environ["WORLD_SIZE"]) if distributed.launched() else 1
+    study_def = load_study(args.config, overrides, world_size)  # checks the file first
+    if args.nproc > 1:
+        return _launch(args)
+    group = distributed.init(study_def.experiment.device)  # a group of ranks, if torchrun's
+    if group.active:
+        if not group.is_main:  # rank 0 logs and prints
+            logging.getLogger("tgraph").setLevel(logging.WARNING)
+        check_same_study(study_def, group)
+    try:
+        if not group.is_main:
+            follow(study_def, args.data_root, group)  # until rank 0 sends stop
+            distributed.finish()
+            return 0
+        study = run_study(study_def, args.data_root, args.storage, args.worker, group)
+        result = None
+        if not args.search_only:
+            retrain = not args.no_retrain
+            result = finish_study(study, study_def, args.data_root, retrain, group)
+        if group.active:
+            send(Order("stop"), group)
+    except GroupBroken as broken:  # the trial is retried by the next worker
+        distributed.finish(barrier=False)
+        print(f"tgraph: error: {broken}", file=sys.stderr)
+        return 1
+    except BaseException:
+        distributed.finish(barrier=False)  # torchrun stops the other ranks
+        raise
+    distributed.finish()
+    if result is None:
         return 0
-    result = finish_study(study, study_def, args.data_root, retrain=not args.no_retrain)
     print(f"\nstudy {study.study_name}: {len(study.trials)} trials; folder {study_def.folder}")
     print(f"best configuration: {result['best_config']}")
     if "retrain" in result:
@@ -399,6 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--search-only", action="store_true", help="run trials only (parallel workers)"
     )
     tune.add_argument("--no-retrain", action="store_true", help="skip re-training the top trials")
+    tune.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train each trial data-parallel in N processes on this machine (a group: torchrun "
+        "on 127.0.0.1, as 'tgraph run --nproc'); rank 0 is the Optuna worker. Several "
+        "machines: 'torchrun ... -m tgraph tune ...' (see docs/guides/studies.md)",
+    )
     tune.add_argument("--data-root", default=None, help="data root (default: $TGRAPH_DATA)")
     tune.add_argument("overrides", nargs="*", help="key=value overrides, e.g. study.seed=1")
     tune.set_defaults(handler=_tune)

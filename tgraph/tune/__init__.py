@@ -24,6 +24,8 @@ The modules, in the order of a study's life:
 - :mod:`~tgraph.tune.sampler`: a TPE sampler that continues after a restart, not repeats.
 - :mod:`~tgraph.tune.search`: :func:`run_study`, with an exact budget over all workers; a study
   killed at any point and run again ends as an uninterrupted one.
+- :mod:`~tgraph.tune.group`: a worker that is a group of processes training each trial
+  together with DDP (``tgraph tune --nproc N``); its rank 0 alone talks to the storage.
 - :mod:`~tgraph.tune.results`: :func:`finish_study` exports the best trial's own configuration
   as a ready-to-run YAML file, draws the study plots and re-trains the ``top_k`` trials with
   fresh seeds: the final choice is the best mean **validation** value over those seeds, and

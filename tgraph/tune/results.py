@@ -24,6 +24,8 @@ from tgraph.errors import StudyError
 from tgraph.experiment import markdown_table, run_experiment
 from tgraph.runs import RunDir, run_path
 from tgraph.train.config import TrainConfig
+from tgraph.train.distributed import Context
+from tgraph.tune import group as groups
 from tgraph.tune.search import CONFIG
 from tgraph.tune.spec import StudySpec, differing_keys
 from tgraph.tune.storage import OWNER, retried_from
@@ -135,19 +137,26 @@ def _retrain_config(study: optuna.Study, spec: StudySpec, top: list[FrozenTrial]
 
 
 def retrain_top(
-    study: optuna.Study, spec: StudySpec, root: str | Path | None = None
+    study: optuna.Study,
+    spec: StudySpec,
+    root: str | Path | None = None,
+    group: Context | None = None,
 ) -> pd.DataFrame:
     """Re-train the ``top_k`` trials with ``retrain_seeds``; choose on mean validation.
 
     Writes run directories under ``<study folder>/retrain``, ``retrain.csv`` / ``retrain.md``
     and ``selected.yaml``; returns the table (one row per configuration, ``selected`` marks
-    the choice).
+    the choice). With an active ``group`` (this is its rank 0), the runs train on all its
+    ranks, as the trials did (:mod:`tgraph.tune.group`).
     """
     opts = spec.options
     top = ranked_trials(study, spec)[: opts.top_k]
     if not top:
         raise StudyError(f"study {study.study_name} has no complete trial to re-train")
-    config = validate_config(_retrain_config(study, spec, top))
+    raw = _retrain_config(study, spec, top)
+    config = validate_config(raw)
+    if group is not None and group.active:
+        groups.send(groups.Order("run", config=raw), group)
     metric = _valid_metric(trial_config(study, top[0]))
     summary = run_experiment(config, root).set_index("model")
     where = (config.output_dir, config.experiment, config.dataset.name)
@@ -185,14 +194,19 @@ def retrain_top(
 
 
 def finish_study(
-    study: optuna.Study, spec: StudySpec, root: str | Path | None = None, retrain: bool = True
+    study: optuna.Study,
+    spec: StudySpec,
+    root: str | Path | None = None,
+    retrain: bool = True,
+    group: Context | None = None,
 ) -> dict[str, Any]:
-    """Export ``best.yaml``, draw the plots and (``retrain``) re-train the top configurations."""
+    """Export ``best.yaml``, draw the plots and (``retrain``) re-train the top configurations
+    (on every rank of an active ``group``, of which this is rank 0)."""
     from tgraph.study_plots import plot_study
 
     best = export_best(study, spec)
     plots = plot_study(study, spec.folder / "plots", target_name=f"valid {spec.metric}")
     out: dict[str, Any] = {"best_config": best, "plots": plots}
     if retrain and spec.options.top_k > 0:
-        out["retrain"] = retrain_top(study, spec, root)
+        out["retrain"] = retrain_top(study, spec, root, group)
     return out

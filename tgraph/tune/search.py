@@ -26,6 +26,8 @@ from tgraph.data.protocols import prepare_split
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError, StudyError
 from tgraph.runs import CurveRecord, RunDir
+from tgraph.train.distributed import Context
+from tgraph.tune import group as groups
 from tgraph.tune.sampler import ContinuingSampler
 from tgraph.tune.spec import StudySpec, differing_keys
 from tgraph.tune.storage import (
@@ -143,11 +145,13 @@ def run_study(
     root: str | Path | None = None,
     storage: str | None = None,
     worker: int = 0,
+    group: Context | None = None,
 ) -> optuna.Study:
     """Run trials until ``study.n_trials`` complete + pruned trials exist (over all workers).
 
     Safe to run in several processes on the same storage; running it again resumes (see the
-    module docstring).
+    module docstring). ``group``: this process is rank 0 of a group that trains every trial
+    together (:mod:`tgraph.tune.group`; the other ranks run :func:`~tgraph.tune.group.follow`).
     """
     study = open_study(spec, storage, worker)
     retry = RetryDeadTrial(spec.fingerprint, spec.options.max_retry)
@@ -168,7 +172,7 @@ def run_study(
             study.stop()
 
     study.optimize(
-        objective(spec, split_),
+        objective(spec, split_, group or Context()),
         timeout=spec.options.timeout,
         callbacks=[after_trial],
         catch=(_Surplus,),
@@ -178,8 +182,12 @@ def run_study(
     return study
 
 
-def objective(spec: StudySpec, split_: Split) -> Callable[[optuna.Trial], float | tuple]:
-    """The Optuna objective: train one configuration, return validation (and seconds)."""
+def objective(
+    spec: StudySpec, split_: Split, group: Context | None = None
+) -> Callable[[optuna.Trial], float | tuple]:
+    """The Optuna objective: train one configuration, return validation (and seconds); with an
+    active ``group``, on all its ranks (see :mod:`tgraph.tune.group`)."""
+    group = group or Context()
     budget = spec.options.n_trials
 
     def run(trial: optuna.Trial) -> float | tuple[float, float]:
@@ -195,12 +203,19 @@ def objective(spec: StudySpec, split_: Split) -> Callable[[optuna.Trial], float 
 
         def report(record: CurveRecord) -> None:
             trial.report(record.valid[spec.metric], step=record.epoch)
-            if trial.should_prune():
+            if groups.prune_decision(trial.should_prune(), group):
                 raise optuna.TrialPruned(f"pruned at epoch {record.epoch}")
 
         # Optuna cannot prune multi-objective trials: nothing to report
         on_epoch = None if spec.multi_objective else report
-        trained = spec.train(split_, params, run_dir, on_epoch)
+        if not group.active:
+            trained = spec.train(split_, params, run_dir, on_epoch)
+        else:
+            trial.set_user_attr("world_size", group.world_size)
+            with groups.trial_of_group(trial.number):
+                groups.send(groups.Order("trial", trial.number, params), group)
+                trained = spec.train(split_, params, run_dir, on_epoch)
+                trial.set_user_attr("ranks", groups.replicas(params, trained.model, group))
         value = float(trained.trainer.best_value)
         trial.set_user_attr("best_epoch", trained.trainer.best_epoch)
         trial.set_user_attr("train_seconds", trained.train_seconds)

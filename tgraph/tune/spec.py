@@ -115,7 +115,9 @@ def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
 class StudySpec:
     """A resolved study: the experiment (one model), the study options and the search space."""
 
-    def __init__(self, experiment: ExperimentConfig, options: StudyConfig) -> None:
+    def __init__(
+        self, experiment: ExperimentConfig, options: StudyConfig, world_size: int = 1
+    ) -> None:
         if len(experiment.models) != 1:
             raise ConfigError(
                 f"a study tunes exactly one model, got {len(experiment.models)}", key="models"
@@ -143,6 +145,15 @@ class StudySpec:
                 key="study.objectives",
             )
         run = resolve_run(experiment, self.entry, self.search_seed)
+        if run.train.distributed is not None:
+            raise ConfigError(
+                f"a study's trials train with DDP ('tgraph tune --nproc N', see "
+                f"tgraph.tune.group), not on {run.train.distributed.engine}",
+                key="train.distributed",
+                fix="remove it from the study file",
+            )
+        #: processes that train each trial together (a group, :mod:`tgraph.tune.group`)
+        self.world_size = world_size
         self.space = SearchSpace(options.space, self.entry, run.model_config, run.train)
         self.definition = self._definition(run)
         self.fingerprint = fingerprint(self.definition)
@@ -159,7 +170,7 @@ class StudySpec:
             "search_seed": self.search_seed,
             "dataset": e.dataset.model_dump(mode="json"),
             "study": self.options.model_dump(mode="json", include=set(DEFINING_OPTIONS)),
-        }
+        } | ({"world_size": self.world_size} if self.world_size > 1 else {})
 
     # ------------------------------------------------------------------ naming
     @property
@@ -193,27 +204,31 @@ class StudySpec:
         self,
         split_: Split,
         params: dict[str, Any],
-        run_dir: RunDir,
+        run_dir: RunDir | None,
         on_epoch: Callable[[CurveRecord], None] | None = None,
     ) -> TrainedRun:
         """Train with ``params`` and the search seed; the curve goes to ``run_dir`` (its
-        checkpoints are removed afterwards: a trial is never resumed, it is re-run)."""
+        checkpoints are removed afterwards: a trial is never resumed, it is re-run); the ranks
+        of a group other than 0 give none."""
         try:
             return train_one(
                 split_, self.space.apply(params), self.search_seed, self.experiment,
                 run_dir=run_dir, on_epoch=on_epoch,
             )  # fmt: skip
         finally:
-            for checkpoint in (run_dir.layout.last_checkpoint, run_dir.layout.best_checkpoint):
-                checkpoint.unlink(missing_ok=True)
+            if run_dir is not None:
+                for checkpoint in (run_dir.layout.last_checkpoint, run_dir.layout.best_checkpoint):
+                    checkpoint.unlink(missing_ok=True)
 
 
 def load_study(
     files: list[str | Path] | tuple[str | Path, ...] = (),
     overrides: list[str] | tuple[str, ...] = (),
+    world_size: int = 1,
 ) -> StudySpec:
     """Layer the YAML ``files`` and ``key=value`` overrides (``study.n_trials=5`` too); a
-    config without a ``study`` section is not a study (:class:`ConfigError`)."""
+    config without a ``study`` section is not a study (:class:`ConfigError`). ``world_size``:
+    the processes that train each trial together (:mod:`tgraph.tune.group`)."""
     merged = read_layers(files, overrides)
     if "study" not in merged:
         raise ConfigError(
@@ -227,4 +242,4 @@ def load_study(
         raise ConfigError("must be a mapping (n_trials, space, pruner, ...)", key="study")
     experiment = validate_config(merged)
     options = validate_model(StudyConfig, section, "study")
-    return StudySpec(experiment, options)
+    return StudySpec(experiment, options, world_size)
