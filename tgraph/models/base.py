@@ -138,6 +138,9 @@ class Recommender(nn.Module):
     supports_sampling: ClassVar[bool] = False
     #: the neighbour sampler of sampled training (None: full-graph propagation)
     sampling: NeighborSampling | None = None
+    #: whether sampled training can give its embedding table sparse gradients
+    #: (``train.sampling.sparse``, :meth:`sparse_gradients`)
+    supports_sparse_gradients: ClassVar[bool] = False
     #: why a model without ``supports_sampling`` needs none (in the refusal's message)
     sampling_note: ClassVar[str] = ""
 
@@ -153,10 +156,12 @@ class Recommender(nn.Module):
         self._deferred: dict[str, Callable[[], dgl.DGLGraph]] = {}
         self._eval_cache: Any = None
 
-    def use_sampling(self, sampling: NeighborSampling | None) -> None:
+    def use_sampling(self, sampling: NeighborSampling | None, sparse: bool = False) -> None:
         """Train on ``sampling``'s blocks from now on (``None``: the whole graph again): in
         training mode :meth:`calculate_loss` propagates over each batch's sampled blocks, in
-        eval mode the whole graph is propagated layer by layer in chunks. Raises
+        eval mode the whole graph is propagated layer by layer in chunks. ``sparse``: the
+        embedding table's gradients are sparse (the rows the batch read; for
+        :class:`~tgraph.train.lazy_adam.LazyAdam`). Raises
         :class:`~tgraph.errors.ConfigError` (key ``train.sampling``) for a model that cannot."""
         if sampling is not None and not self.supports_sampling:
             raise ConfigError(
@@ -164,10 +169,22 @@ class Recommender(nn.Module):
                 key="train.sampling",
                 fix="remove train.sampling, or use lightgcn, ngcf or hetero_gnn",
             )
+        if sparse and (sampling is None or not self.supports_sparse_gradients):
+            raise ConfigError(
+                f"{type(self).__name__} has no sparse-gradient embedding table for sampled "
+                "training",
+                key="train.sampling.sparse",
+                fix="set sparse: false, or use lightgcn or ngcf",
+            )
         if sampling is not None:
             self.check_sampling(sampling)
         self.sampling = sampling
+        self.sparse_gradients(sparse)
         self._eval_cache = None
+
+    def sparse_gradients(self, sparse: bool) -> None:
+        """Make the embedding table's gradients sparse (or dense again): models with
+        :attr:`supports_sparse_gradients` override it."""
 
     def check_sampling(self, sampling: NeighborSampling) -> None:
         """Refuse a sampler that does not fit the model (e.g. fanouts for another number of
@@ -496,6 +513,11 @@ class UserItemGraphRecommender(EmbeddingRecommender):
 
     # ------------------------------------------------------------------ sampled training
     supports_sampling = True
+    supports_sparse_gradients = True
+
+    def sparse_gradients(self, sparse: bool) -> None:
+        """Lookups through ``self.embedding`` (the sampled path's) give sparse gradients."""
+        self.embedding.sparse = sparse
 
     def check_sampling(self, sampling: NeighborSampling) -> None:
         layers = int(getattr(self.config, "n_layers", 0))

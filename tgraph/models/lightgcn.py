@@ -89,7 +89,7 @@ class LightGCN(UserItemGraphRecommender):
         """Final embeddings ``[S, d]`` of the sample's seed nodes, propagated over its blocks
         with the whole graph's norms (sampled sums rescaled, see
         :meth:`~tgraph.models.base.UserItemGraphRecommender.block_norms`); differentiable."""
-        h = self.embedding.weight[sample.input_nodes.long()]
+        h = self.embedding(sample.input_nodes.long())  # sparse gradient with sampling.sparse
         n = len(sample.seeds)
         total = h[:n]
         for block in sample.blocks:
@@ -117,7 +117,7 @@ class LightGCN(UserItemGraphRecommender):
         if self.sampling is not None:  # over the batch's sampled blocks
             sample = self.sample_blocks(rows)
             final = self.block_embeddings(sample)[sample.inverse]
-            ego = self.embedding.weight[ego_rows]
+            ego = self.embedding(ego_rows)
         else:
             final, ego = LightGCNPropagation.apply(
                 self.embedding.weight,

@@ -98,7 +98,7 @@ class NGCF(UserItemGraphRecommender):
     def block_embeddings(self, sample: SampledBlocks) -> Tensor:
         """Final embeddings of the sample's seed nodes over its blocks (the whole graph's
         norms, sampled sums rescaled); differentiable."""
-        h = self.embedding.weight[sample.input_nodes.long()]
+        h = self.embedding(sample.input_nodes.long())  # sparse gradient with sampling.sparse
         n = len(sample.seeds)
         outputs = [h[:n]]
         for layer, block in zip(self.layers, sample.blocks):

@@ -71,6 +71,21 @@ class SamplingConfig(StrictModel):
     replace: bool = False
     #: destination nodes per block in layer-wise full-graph inference (evaluation)
     inference_chunk: PositiveInt = 65536
+    #: sparse gradients for the embedding table and a lazy Adam
+    #: (:class:`~tgraph.train.lazy_adam.LazyAdam`): a step updates only the rows the batch's
+    #: blocks read, so its cost does not grow with the table (lightgcn, ngcf)
+    sparse: bool = False
+
+    @model_serializer(mode="wrap")
+    def _without_default_sparse(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict:
+        """No ``sparse`` key when it is off: fingerprints of sampled runs from before the
+        option existed stay the same."""
+        data = handler(self)
+        if data.get("sparse") is False:
+            del data["sparse"]
+        return data
 
 
 class TrainConfig(StrictModel):
@@ -144,6 +159,23 @@ class TrainConfig(StrictModel):
                 "(fix: pip install 'tgraph[tensorboard]', or set train.tensorboard: false)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _sparse_needs_lazy_adam(self) -> TrainConfig:
+        if self.sampling is None or not self.sampling.sparse:
+            return self
+        if self.optimizer != "adam":
+            raise ValueError(
+                f"train.sampling.sparse trains with a lazy Adam, not optimizer "
+                f"{self.optimizer!r} (fix: set train.optimizer: adam, or sparse: false)"
+            )
+        if self.weight_decay > 0:
+            raise ValueError(
+                "train.sampling.sparse has no weight decay: it would touch every row at every "
+                "step (fix: set train.weight_decay: 0 and use the model's reg_weight, which "
+                "regularises the batch's rows)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _valid_metric_is_computed(self) -> TrainConfig:

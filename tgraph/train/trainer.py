@@ -65,6 +65,7 @@ from tgraph.runs.rundir import RunDir
 from tgraph.train import distributed
 from tgraph.train.checkpoint import restore_checkpoint, rng_states, save_checkpoint, set_rng_states
 from tgraph.train.config import TrainConfig
+from tgraph.train.lazy_adam import LazyAdam
 from tgraph.train.negatives import NegativeSampler, make_sampler
 from tgraph.train.seed import seed_everything
 from tgraph.train.tensorboard import TensorBoardCurve
@@ -75,6 +76,8 @@ log = logging.getLogger(__name__)
 def make_optimizer(model: Recommender, config: TrainConfig) -> torch.optim.Optimizer:
     """``config.optimizer`` over ``model``'s parameters with its ``lr`` and ``weight_decay``."""
     params = model.parameters()
+    if config.sampling is not None and config.sampling.sparse:
+        return LazyAdam(params, lr=config.lr)
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     if config.optimizer == "sgd":
@@ -168,12 +171,19 @@ class Trainer:
         self._parallel: torch.nn.Module | None = None  # the loss in DDP (several processes)
         self.model = model.to(self.device)
         self.neighbors: NeighborSampling | None = None  # train.sampling's block sampler
+        self.neighbors_sparse = cfg.sampling is not None and cfg.sampling.sparse
         if cfg.sampling is not None:
             sampling = cfg.sampling
             self.neighbors = NeighborSampling(
                 sampling.fanouts, sampling.replace, sampling.inference_chunk
             )
-            self.model.use_sampling(self.neighbors)
+            self.model.use_sampling(self.neighbors, sparse=sampling.sparse)
+            if sampling.sparse and self.dist.active:
+                raise ConfigError(
+                    "sparse gradients are not averaged across processes",
+                    key="train.sampling.sparse",
+                    fix="set sparse: false, or train in one process (no --nproc)",
+                )
         self.split = split
         self.evaluator = Evaluator(split, "valid", cfg.metrics, cfg.eval_batch_size)
         self.history: list[CurveRecord] = []
@@ -386,7 +396,7 @@ class Trainer:
         log.info("refit: %d epochs on %d train + valid events", self.best_epoch, len(combined))
         self.model = self.rebuild().to(self.device)  # the initialisation of the selection run
         if self.neighbors is not None:
-            self.model.use_sampling(self.neighbors)
+            self.model.use_sampling(self.neighbors, sparse=self.neighbors_sparse)
         self.model.observe(combined)
         self.optimizer = self._optimizer()
         self.sampler = self._sampler(combined)
