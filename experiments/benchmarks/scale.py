@@ -254,6 +254,7 @@ def _plot(records: list[dict], path: Path) -> None:
         cpu_ax.plot(x, y, "s--", color="grey", label="train epoch, whole graph (estimate)")
     peak = [max(r["steps"][s]["peak_gib"] for s in STEPS) for r in records]
     mem_ax.plot(events, peak, "o-", label="peak RSS")
+    mem_ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     cpu_ax.set(ylabel="CPU seconds", title="CPU time per step (1 thread)")
     wall_ax.set(ylabel="seconds", title="wall-clock time per step (shared machine)")
     mem_ax.set(ylabel="GiB", title="peak resident memory")
