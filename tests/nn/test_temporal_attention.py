@@ -48,6 +48,20 @@ def test_future_edges_get_zero_attention_and_past_ones_sum_to_one():
     assert (alpha[VALID] > 0).all()
 
 
+def test_not_strict_admits_the_edges_at_the_query_time_only():
+    """``strict=False``: e2 (at the query time) joins; e3, e5, e6 (after it) stay out."""
+    conv = layer()
+    _, alpha = conv(
+        bipartite(), features(), QUERY_TIME, EDGE_TIME, get_attention=True, strict=False
+    )
+    at = VALID.clone()
+    at[2] = True
+    assert torch.equal(alpha[~at], torch.zeros(3, 2)) and (alpha[at] > 0).all()
+    assert torch.allclose(alpha[[0, 1, 2]].sum(0), torch.ones(2))
+    _, strict = conv(bipartite(), features(), QUERY_TIME, EDGE_TIME, get_attention=True)
+    assert torch.equal(strict[2], torch.zeros(2))
+
+
 def test_future_edges_never_influence_the_output():
     conv = layer()
     items, users = features()

@@ -15,6 +15,9 @@
   ``(v, t)`` takes its ``k`` most recent in-edges strictly before ``t``, and a neighbour
   reached by an edge at time ``t_e`` takes its own strictly before ``t_e`` (TGAT's rule), so no
   block holds an edge at or after the time of the node it feeds.
+* :func:`history_blocks`: the same rule on the user-item interaction graph for TGAT's ``L``
+  layers, the queries' own neighbourhoods being their histories
+  (:class:`~tgraph.graph.temporal.InteractionNeighbors`, :class:`HistoryBlocks`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import dgl
 import torch
 from torch import Tensor
 
-from tgraph.graph.temporal import RecentNeighborSampler
+from tgraph.graph.temporal import InteractionNeighbors, RecentNeighborSampler
 
 
 @dataclass
@@ -225,3 +228,83 @@ def temporal_blocks(
         src_times.insert(0, sampled.timestamp)
         dst_nodes, dst_times = sampled.src.to(torch.int64), sampled.timestamp
     return TemporalBlocks(blocks, src_times)
+
+
+@dataclass
+class HistoryBlocks:
+    """TGAT's computation graph for a batch of queries (:func:`history_blocks`), the first
+    layer first.
+
+    Rows are timed nodes ``(key, t)`` (:func:`~tgraph.graph.temporal.interaction_key`: a
+    user or an item looked at at time ``t``). ``blocks[l]``'s destinations are the rows of
+    layer ``l + 1`` (the last block's are the queries); its sources are one row per edge,
+    the neighbour looked at at the edge's time; the rows of layer ``l`` are the destinations
+    of ``blocks[l]`` followed by its sources, so a layer's output for its destinations is the
+    first rows of its input to the next layer (DGL's block convention). Every block carries
+    ``dstdata["key"]``, ``dstdata["t"]``, ``srcdata["key"]``, ``srcdata["t"]`` and edge data
+    ``timestamp`` (= the source's ``t``) and ``dt`` (the destination's time minus it). The
+    first rows of every layer are the queries themselves.
+
+    Attributes:
+        blocks: one block per layer.
+        input_keys / input_times: ``[N_0]`` the rows of layer 0 (whose features are the
+            embeddings of the keys).
+    """
+
+    blocks: list[dgl.DGLGraph]
+    input_keys: Tensor
+    input_times: Tensor
+
+
+def history_blocks(
+    neighbors: InteractionNeighbors,
+    seed_keys: Tensor,
+    seed_times: Tensor,
+    history: tuple[Tensor, Tensor, Tensor],
+    fanouts: Sequence[int],
+) -> HistoryBlocks:
+    """``len(fanouts)`` layers of time-respecting neighbourhoods for queries whose own
+    neighbourhood is given (their histories), TGAT's sampling.
+
+    ``history = (query, key, time)``: the events of each query (``seed_keys[query[j]]`` at
+    ``seed_times[query[j]]``) with the node ``key[j]`` at ``time[j]``, oldest first within a
+    query (e.g. :class:`~tgraph.data.queries.Queries` histories, strictly before the event a
+    query asks about). ``fanouts[l]``: the neighbours of each destination of layer ``l`` (the
+    first layer first, so ``fanouts[-1]`` is the queries' own): a query takes its
+    ``fanouts[l]`` most recent history events; any other row ``(v, t)`` the
+    ``fanouts[l]`` most recent events of ``v`` strictly before ``t`` from ``neighbors``. A
+    node reached by an edge at ``t_e`` is looked at at ``t_e``, so every edge below the
+    queries' is strictly earlier than the time of the row it feeds."""
+    if not fanouts or min(fanouts) < 1:
+        raise ValueError(f"fanouts must be positive, got {list(fanouts)}")
+    hist_query, hist_key, hist_time = history
+    n_seeds = len(seed_keys)
+    device = seed_keys.device
+    # how recent each history event is within its query (0: the most recent)
+    counts = torch.bincount(hist_query, minlength=n_seeds)
+    starts = torch.cumsum(counts, 0) - counts
+    position = torch.arange(len(hist_query), device=device) - starts[hist_query]
+    recency = counts[hist_query] - 1 - position
+    keys, times = seed_keys.to(torch.int64), seed_times.to(torch.int64)
+    blocks: list[dgl.DGLGraph] = []
+    for fanout in reversed(list(fanouts)):
+        own = recency < fanout
+        sampled = neighbors.sample(keys[n_seeds:], times[n_seeds:], fanout)
+        dst = torch.cat([hist_query[own], sampled.query + n_seeds])
+        src_key = torch.cat([hist_key[own].to(torch.int64), sampled.key])
+        src_time = torch.cat([hist_time[own].to(torch.int64), sampled.timestamp])
+        n_edges = len(dst)
+        block = dgl.create_block(
+            (torch.arange(n_edges, device=device), dst),
+            num_src_nodes=n_edges,
+            num_dst_nodes=len(keys),
+            idtype=torch.int64,
+            device=device,
+        )
+        block.dstdata["key"], block.dstdata["t"] = keys, times
+        block.srcdata["key"], block.srcdata["t"] = src_key, src_time
+        block.edata["timestamp"] = src_time
+        block.edata["dt"] = times[dst] - src_time
+        blocks.insert(0, block)
+        keys, times = torch.cat([keys, src_key]), torch.cat([times, src_time])
+    return HistoryBlocks(blocks, keys, times)

@@ -205,3 +205,73 @@ def sample_recent_neighbors(
 ) -> TemporalNeighbors:
     """One-off :meth:`RecentNeighborSampler.sample`; build the sampler once to reuse its index."""
     return RecentNeighborSampler(g, etype).sample(seeds, times, k)
+
+
+def interaction_key(node: torch.Tensor, is_item: bool | torch.Tensor) -> torch.Tensor:
+    """The key of a user (``2 * node``) or an item (``2 * node + 1``) in an
+    :class:`InteractionNeighbors` index: one id space for both sides that stays valid when
+    either catalogue grows."""
+    return 2 * node.to(torch.int64) + torch.as_tensor(is_item, dtype=torch.int64)
+
+
+@dataclass
+class TimedNeighbors:
+    """Sampled neighbours of keyed nodes: row ``j`` is the event at ``timestamp[j]`` between
+    the node of input row ``query[j]`` and the node ``key[j]`` (an
+    :func:`interaction_key`); ``timestamp[j]`` is strictly before that row's time. Within a
+    row, oldest first."""
+
+    query: torch.Tensor
+    key: torch.Tensor
+    timestamp: torch.Tensor
+
+
+class InteractionNeighbors:
+    """The ``k`` most recent neighbours on both sides of the user-item interaction graph,
+    strictly before a time: a user's items and an item's users.
+
+    One :class:`~tgraph.data.temporal_index.TemporalIndex` holds every event ``(u, i, t)``
+    twice, keyed by the user (``2u``, neighbour ``2i + 1``) and by the item (``2i + 1``,
+    neighbour ``2u``; :func:`interaction_key`), so a batch mixing users and items is one
+    vectorised query. Events arrive in the order given (ties in time: the later one is the
+    more recent); :meth:`add` appends new ones (streaming updates) and new users or items
+    need no re-keying. The index lives in host memory; samples come back on the device of
+    the keys asked about.
+    """
+
+    def __init__(self, user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> None:
+        self.index = TemporalIndex({"other": np.dtype(np.int64)})
+        self.add(user, item, timestamp)
+
+    def add(self, user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> None:
+        """Append events ``(user[j], item[j], timestamp[j])`` (after every event already in)."""
+        user_key = 2 * np.asarray(user, dtype=np.int64)
+        item_key = 2 * np.asarray(item, dtype=np.int64) + 1
+        time = np.asarray(timestamp, dtype=np.int64)
+        if not user_key.shape == item_key.shape == time.shape:
+            raise ValueError("user, item and timestamp must have one length")
+        self.index.append(
+            np.concatenate([user_key, item_key]),
+            np.concatenate([time, time]),
+            other=np.concatenate([item_key, user_key]),
+        )
+
+    def sample(self, keys: torch.Tensor, times: torch.Tensor, k: int | None) -> TimedNeighbors:
+        """For each row ``(keys[q], times[q])`` the ``k`` most recent events of that node
+        with ``timestamp < times[q]`` (all of them when ``k`` is ``None``)."""
+        device = torch.as_tensor(keys).device
+        keys = torch.as_tensor(keys).to(torch.int64).cpu()
+        times = torch.as_tensor(times).to(torch.int64).cpu()
+        if keys.shape != times.shape or keys.dim() != 1:
+            raise ValueError("keys and times must be 1-D tensors of one length")
+        recent = self.index.recent(keys.numpy(), times.numpy(), k)
+        query, position = recent.flat()
+
+        def tensor(values: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64)).to(device)
+
+        return TimedNeighbors(
+            query=tensor(query),
+            key=tensor(recent["other"][query, position]),
+            timestamp=tensor(recent.time[query, position]),
+        )

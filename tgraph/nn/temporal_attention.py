@@ -47,6 +47,12 @@ class TemporalAttentionConv(nn.Module):
     given times (exact for integer seconds) before the encoding. Dropout (``attn_drop``)
     acts on :math:`\alpha` in training mode only.
 
+    ``strict=False`` admits the edges *at* the query time too (:math:`t_e \le t_i`), for
+    destinations whose in-edges are known to precede the event they stand for although the
+    given time does not show it: a query under ``query_time: hidden`` is looked at at the
+    time of its last history event (:mod:`tgraph.data.queries`), and with the strict rule that
+    event, the most recent one, would get no attention.
+
     Args:
         in_feats: node feature size, or ``(source, destination)`` sizes.
         out_feats: output size (also the merge layer's hidden size).
@@ -94,6 +100,7 @@ class TemporalAttentionConv(nn.Module):
         edge_time: Tensor,
         edge_feat: Tensor | None = None,
         get_attention: bool = False,
+        strict: bool = True,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend over past in-edges.
 
@@ -104,6 +111,7 @@ class TemporalAttentionConv(nn.Module):
             edge_time: ``[E]`` edge timestamps (same units as ``query_time``).
             edge_feat: ``[E, edge_feats]`` when the layer was built with ``edge_feats > 0``.
             get_attention: also return :math:`\\alpha` as ``[E, num_heads]``.
+            strict: admit only edges strictly before the query time (``False``: at or before).
 
         Returns:
             ``[N_dst, out_feats]``, and the attention weights when asked.
@@ -114,7 +122,7 @@ class TemporalAttentionConv(nn.Module):
             h_src, h_dst = expand_as_pair(feat, graph)
             _, dst = graph.edges()
             dt = query_time[dst.long()] - edge_time
-            valid = (dt > 0).view(-1, 1, 1)
+            valid = (dt > 0 if strict else dt >= 0).view(-1, 1, 1)
             heads, size = self.num_heads, self.head_feats
             phi0 = self.time_enc(torch.zeros(h_dst.shape[0], device=h_dst.device))
             q = self.fc_q(torch.cat([h_dst, phi0.to(h_dst.dtype)], -1))
