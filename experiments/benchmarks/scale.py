@@ -130,7 +130,11 @@ def run_size(args: argparse.Namespace, n_events: int) -> dict:
     train_options = {
         "batch_size": args.batch_size,
         "progress": False,
-        "sampling": {"fanouts": args.fanouts, "inference_chunk": args.inference_chunk},
+        "sampling": {
+            "fanouts": args.fanouts,
+            "inference_chunk": args.inference_chunk,
+            "sparse": args.sparse,
+        },
         "eval_batch_size": args.eval_batch_size,
         "metrics": ["acc@1", "acc@10", "mrr"],
     }
@@ -279,6 +283,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fanouts", type=lambda s: [int(f) for f in s.split(",")], default=[10, 10]
     )
     parser.add_argument("--batch-size", type=int, default=8192)
+    parser.add_argument(
+        "--sparse",
+        action="store_true",
+        help="train.sampling.sparse: sparse embedding gradients and a lazy Adam",
+    )
     parser.add_argument("--inference-chunk", type=int, default=65536)
     parser.add_argument("--eval-batch-size", type=int, default=1024)
     parser.add_argument("--eval-sample", type=int, default=0, help="0: every test query")
