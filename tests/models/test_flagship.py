@@ -14,7 +14,7 @@ from tgraph.data.queries import build_queries, context_events, history_index, ta
 from tgraph.data.split import Split, empty_targets, event_targets
 from tgraph.data.synthetic import generate
 from tgraph.models.base import Batch
-from tgraph.models.flagship import STHeteroRec
+from tgraph.models.flagship import STHeteroRec, transition_pairs
 from tgraph.serve.state import LiveState
 from tgraph.train import Trainer
 from tgraph.train.seed import seed_everything
@@ -311,3 +311,94 @@ def test_builds_and_scores_on_nyc(root):
     queries, _ = target_queries(split, "test", model.history_len)
     scores = model.full_sort_predict(queries[:64])
     assert scores.shape == (64, 5135) and torch.isfinite(scores).all()
+
+
+def test_transition_pairs_hand_checked():
+    last = np.array([-1, 7, -1])
+    # time order: user 0 visits 1, 2; user 1 (earlier item 7) visits 3; user 0 visits 4
+    prev, nxt = transition_pairs(np.array([0, 0, 1, 0]), np.array([1, 2, 3, 4]), last)
+    assert sorted(zip(prev.tolist(), nxt.tolist())) == [(1, 2), (2, 4), (7, 3)]
+    assert last.tolist() == [4, 3, -1]
+
+
+def test_repeat_term_hand_checked(split):
+    """The repeat term adds r_k to each history POI, k its position from the end."""
+    model = _model(split, use_transition_prior=False).eval()
+    queries, _ = target_queries(split, "test", model.history_len)
+    queries = queries[:4]
+    without = model.full_sort_predict(queries)
+    with torch.no_grad():
+        model.repeat_weight.copy_(torch.arange(1.0, 9.0))  # r_0 = 1 (last), r_1 = 2, ...
+    delta = model.full_sort_predict(queries) - without
+    expected = torch.zeros_like(delta)
+    for b in range(len(queries)):
+        n = int(queries.hist_len[b])
+        for p in range(n):
+            expected[b, int(queries.hist_items[b, p])] += float(n - p)
+    torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_transition_prior_counts_train_and_leaves_out_the_own_transition(split):
+    model = _model(split, use_repeat=False).train()
+    events = split.train.events.sort_values("timestamp", kind="stable")
+    counts = np.zeros((split.n_items + 1, split.n_items))
+    for _, user_events in events.groupby("user", sort=False):
+        items = user_events["item"].to_numpy()
+        np.add.at(counts, (items[:-1], items[1:]), 1)
+    np.testing.assert_array_equal(model._counts.toarray(), counts)
+    queries, _ = target_queries(split, "valid", model.history_len)
+    last = queries.last_item
+    positives = torch.from_numpy(counts[last.numpy()].argmax(1))  # most often counted: own > 0
+    rows = model._transition_rows(last, None)
+    torch.testing.assert_close(rows, torch.log1p(torch.tensor(counts[last.numpy()]).float()))
+    left_out = model._transition_rows(last, positives)
+    own = counts[last.numpy(), positives.numpy()]
+    expected = rows.clone()
+    expected[torch.arange(len(last)), positives] = torch.log1p(
+        torch.tensor(np.maximum(own - 1, 0)).float()
+    )
+    torch.testing.assert_close(left_out, expected)
+    assert (own > 0).any()  # the case is exercised
+    # the training loss reads the left-out counts (eval mode: no dropout)
+    model.eval()
+    with torch.no_grad():
+        model.transition_weight.fill_(1.0)
+    batch = Batch(queries, positives)
+    scores = model._scores(queries, None, exclude=positives)
+    expected_loss = torch.nn.functional.cross_entropy(scores, positives)
+    torch.testing.assert_close(model.calculate_loss(batch), expected_loss)
+
+
+def test_update_adds_transitions_like_a_rebuild(split):
+    """The counts after :meth:`update` equal those of a model built on train + the events."""
+    later = split.valid.events
+    model = _model(split)
+    model.update(later)
+    merged = split.train.with_events(
+        pd.concat([split.train.events, later], ignore_index=True).sort_values(
+            "timestamp", kind="stable"
+        )
+    )
+    rebuilt = _model(dataclasses.replace(split, train=merged))
+    assert model._counts.nnz > 0
+    assert (model._counts != rebuilt._counts).nnz == 0
+
+
+def test_distance_table_equals_per_batch_distances(split):
+    model = _model(split).eval()
+    queries, _ = target_queries(split, "test", model.history_len)
+    last = queries.last_item
+    items = torch.randint(0, split.n_items, (len(last), 3))
+    table = (
+        model._log_km(last, None),
+        model._log_km(last, items),
+        model._log_km(last, items[:, 0]),
+    )
+    del model.log_km
+    direct = (
+        model._log_km(last, None),
+        model._log_km(last, items),
+        model._log_km(last, items[:, 0]),
+    )
+    for got, expected in zip(table, direct, strict=True):
+        torch.testing.assert_close(got, expected)

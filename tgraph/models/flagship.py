@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
@@ -23,8 +24,16 @@ from tgraph.data.split import Split
 from tgraph.graph.append import GraphAppender
 from tgraph.graph.spec import ITEM, USER, GraphSpec
 from tgraph.graph.training import has_coordinates, training_heterograph
-from tgraph.models.base import Dropout, InitStd, ModelConfig, Recommender, check_heads
-from tgraph.models.losses import Loss
+from tgraph.models.base import (
+    Batch,
+    Dropout,
+    InitStd,
+    ModelConfig,
+    Recommender,
+    check_heads,
+    scored_items,
+)
+from tgraph.models.losses import Loss, loss_from_scores
 from tgraph.models.registry import register
 from tgraph.models.update import (
     NewEvents,
@@ -38,6 +47,29 @@ from tgraph.nn.hetero_encoder import HeteroEncoder
 from tgraph.nn.relation_conv import Norm
 
 SECONDS_PER_DAY = 86400
+#: the ``[n_items, n_items]`` table of distance penalties is kept in memory up to this many
+#: POIs (400 MB); above it the penalties are computed per batch
+MAX_DISTANCE_TABLE_ITEMS = 10_000
+
+
+def transition_pairs(
+    users: np.ndarray, items: np.ndarray, last: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(previous, next)`` items of the consecutive events of each user, the events given in
+    time order (``users``, ``items``); a user's first event follows ``last[user]`` (``-1``: no
+    earlier event, no pair). ``last`` is updated in place to each user's latest item."""
+    order = np.argsort(users, kind="stable")
+    user, item = users[order], items[order]
+    prev = np.empty_like(item)
+    prev[1:] = item[:-1]
+    first = np.ones(len(user), dtype=bool)
+    first[1:] = user[1:] != user[:-1]
+    prev[first] = last[user[first]]
+    final = np.ones(len(user), dtype=bool)
+    final[:-1] = user[:-1] != user[1:]
+    last[user[final]] = item[final]
+    keep = prev >= 0
+    return prev[keep], item[keep]
 
 
 @register("sthrec")
@@ -70,7 +102,19 @@ class STHeteroRec(Recommender):
     .. math::
         q = s + z_u + S'_{\mathrm{slot}(t_q)} + W'_t\,\Phi(t_q - t_n), \qquad
         \mathrm{score}(q, i) = \langle q, z_i \rangle
-            - \mathrm{softplus}(\beta) \log\big(1 + d(i_n, i) / 0.1\,\mathrm{km}\big).
+            - \mathrm{softplus}(\beta) \log\big(1 + d(i_n, i) / 0.1\,\mathrm{km}\big)
+            + \sum_{p=1}^{n} r_{n-p}\,[i_p = i]
+            + a \log\big(1 + C_{i_n i}\big).
+
+    The **repeat** term gives each POI of the history a learned weight :math:`r_k` per
+    position :math:`k` from the end (next-POI targets are often revisits; a POI seen twice
+    gets both weights). The **transition prior** reads :math:`C_{ij}`, the number of times
+    ``split.train`` has a user go from POI :math:`i` straight to :math:`j` (consecutive
+    events of a user, no gap limit); in training, a sample's own transition (its last
+    history POI to its target) is left out of :math:`C` (leave-one-out), so that :math:`a`
+    is fitted on counts that do not contain the answer, as in validation and test.
+    Distances are read from an ``[n_items, n_items]`` table computed once (up to
+    :data:`MAX_DISTANCE_TABLE_ITEMS` POIs; the same values as computing them per batch).
 
     **Ablations** (config flags): ``graph.locations: false`` (no region nodes: no ``visits``,
     ``in_location``, ``near``), ``graph.transitions: false`` (no ``transition`` edges),
@@ -78,7 +122,8 @@ class STHeteroRec(Recommender):
     embedding), ``use_time_encoding`` (no :math:`W_t \Phi` and :math:`S` terms in :math:`x_p`),
     ``use_distance`` (no :math:`\psi` and no distance score; off without coordinates),
     ``use_query_time`` (off by default: no :math:`S'` and :math:`W'_t` terms; the query
-    then reads no timestamp of its own, only its history's). Trained with full
+    then reads no timestamp of its own, only its history's), ``use_repeat`` (no :math:`r`
+    term), ``use_transition_prior`` (no :math:`C` term). Trained with full
     cross-entropy by default; dropout only in training, so eval mode is deterministic.
 
     **Update.** :meth:`update` appends the new events' edges to the heterograph
@@ -87,6 +132,8 @@ class STHeteroRec(Recommender):
     mean of the rows of the POIs of its new events (the mean of all user rows without one);
     with ``use_user_relation: false`` its ID embedding is the mean of all user rows. New POIs
     are refused (NotImplementedError): their region and proximity edges need a rebuild.
+    The new events' transitions (from each user's latest earlier event) are added to
+    :math:`C`.
     """
 
     supports_update = True
@@ -125,6 +172,10 @@ class STHeteroRec(Recommender):
         #: read the time of the check-in to predict (the "time-aware next-POI" task; refused
         #: when the split hides it, ``query_time: hidden``)
         use_query_time: bool = False
+        #: the repeat term over the history's POIs
+        use_repeat: bool = True
+        #: the first-order transition prior from ``split.train``'s transition counts
+        use_transition_prior: bool = True
 
         @model_validator(mode="after")
         def _heads_divide_dim(self) -> STHeteroRec.Config:
@@ -184,6 +235,17 @@ class STHeteroRec(Recommender):
             self.dist_enc = DistanceEncoding(cfg.dist_dim)
             self.dist_proj = nn.Linear(cfg.dist_dim, dim)
             self.dist_weight = nn.Parameter(torch.zeros(()))
+            if self.n_items <= MAX_DISTANCE_TABLE_ITEMS:
+                self.register_buffer("log_km", self._log_km_table(), persistent=False)
+        self.repeat_weight = nn.Parameter(torch.zeros(self.history_len)) if cfg.use_repeat else None
+        self.transition_weight = nn.Parameter(torch.zeros(())) if cfg.use_transition_prior else None
+        if cfg.use_transition_prior:
+            events = train.events.sort_values("timestamp", kind="stable")
+            self._last_item = np.full(self.n_users, -1, dtype=np.int64)
+            self._counts = sp.csr_matrix((self.n_items + 1, self.n_items), dtype=np.float32)
+            self._add_transitions(
+                events["user"].to_numpy(np.int64), events["item"].to_numpy(np.int64)
+            )
         self.seq_encoder = CausalTransformer(
             dim, cfg.n_heads, cfg.ff_dim, cfg.dropout, cfg.n_attn_layers
         )
@@ -197,6 +259,18 @@ class STHeteroRec(Recommender):
         if self.user_emb is not None:
             rows = cold_start_rows(self.user_emb.weight, [], [], new.n_users - new.old_users)
             grow_embedding(self.user_emb, [(new.old_users, rows)])
+        if self.transition_weight is not None:
+            grow = np.full(new.n_users - len(self._last_item), -1, dtype=np.int64)
+            self._last_item = np.concatenate([self._last_item, grow])
+            self._add_transitions(new.user, new.item)
+
+    def _add_transitions(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Add the transitions of events in time order to the counts :math:`C` (row
+        ``n_items``, the padding item of an empty history, stays zero)."""
+        prev, nxt = transition_pairs(users, items, self._last_item)
+        ones = np.ones(len(prev), dtype=np.float32)
+        shape = self._counts.shape
+        self._counts = (self._counts + sp.csr_matrix((ones, (prev, nxt)), shape=shape)).tocsr()
 
     def propagate(self) -> dict[str, Tensor]:
         """Graph embeddings of every node type (cached in eval mode)."""
@@ -224,6 +298,67 @@ class STHeteroRec(Recommender):
         pa, pb = self.item_latlon[a], self.item_latlon[b]
         km = haversine_km(pa[..., 0], pa[..., 1], pb[..., 0], pb[..., 1])
         return torch.where(self.item_known[a] & self.item_known[b], km, torch.zeros_like(km))
+
+    def _log_km_table(self) -> Tensor:
+        """``[n_items + 1, n_items]`` distance penalties :math:`\\log(1 + d / 0.1)` from every
+        POI (and the padding item, row of zeros) to every POI."""
+        items = torch.arange(self.n_items)
+        rows = [
+            torch.log1p(self._pair_km(a.unsqueeze(1).expand(-1, self.n_items), items) / 0.1)
+            for a in torch.arange(self.n_items + 1).split(512)
+        ]
+        return torch.cat(rows)
+
+    def _log_km(self, last: Tensor, targets: Tensor | None) -> Tensor:
+        """:math:`\\log(1 + d(i_n, i) / 0.1)` for the ``[B]`` last items and ``targets``
+        (``None``: every POI, ``[B, n_items]``; else ``[B]`` or ``[B, K]``)."""
+        if hasattr(self, "log_km"):
+            rows = self.log_km[last]
+            if targets is None:
+                return rows
+            if targets.dim() == 1:
+                return rows.gather(1, targets.unsqueeze(1)).squeeze(1)
+            return rows.gather(1, targets)
+        all_items = torch.arange(self.n_items, device=last.device)
+        targets_ = all_items.expand(len(last), -1) if targets is None else targets
+        last_ = last.view(-1, *([1] * (targets_.dim() - 1))).expand(targets_.shape)
+        return torch.log1p(self._pair_km(last_, targets_) / 0.1)
+
+    def _transition_entries(
+        self, last: Tensor, exclude: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The non-zero entries ``(row, item, log(1 + C))`` of the ``[B, n_items]`` rows
+        :math:`\\log(1 + C_{i_n \\cdot})`; with ``exclude`` (``[B]`` training targets), each
+        sample's own transition is taken out of its row."""
+        coo = self._counts[last.cpu().numpy()].tocoo()
+        row, col = (
+            torch.from_numpy(x.astype(np.int64)).to(last.device) for x in (coo.row, coo.col)
+        )
+        count = torch.from_numpy(coo.data).to(last.device)
+        if exclude is not None:
+            count = torch.where(col == exclude[row], (count - 1).clamp(min=0), count)
+        return row, col, torch.log1p(count)
+
+    def _transition_rows(self, last: Tensor, exclude: Tensor | None) -> Tensor:
+        """``[B, n_items]`` :math:`\\log(1 + C_{i_n \\cdot})` (see :meth:`_transition_entries`)."""
+        row, col, value = self._transition_entries(last, exclude)
+        return value.new_zeros(len(last), self.n_items).index_put((row, col), value)
+
+    def _repeat_entries(self, queries: Queries) -> tuple[Tensor, Tensor]:
+        """``([B, L] items, [B, L] weights)``: history POI ``p`` gets :math:`r_{n-p}` (0 for
+        padding, whose item is then 0)."""
+        assert self.repeat_weight is not None
+        items, length, mask = queries.hist_items, queries.hist_len, queries.hist_mask
+        assert items is not None and length is not None
+        n = items.shape[1]
+        back = length.unsqueeze(1) - 1 - torch.arange(n, device=items.device)  # 0 = last
+        weight = self.repeat_weight[back.clamp(min=0)] * mask
+        return torch.where(mask, items, torch.zeros_like(items)), weight
+
+    def _repeat_scores(self, queries: Queries) -> Tensor:
+        """``[B, n_items]`` :math:`\\sum_p r_{n-p} [i_p = i]`."""
+        items, weight = self._repeat_entries(queries)
+        return weight.new_zeros(len(items), self.n_items).scatter_add(1, items, weight)
 
     def query_embedding(self, queries: Queries, z: dict[str, Tensor]) -> Tensor:
         """``[B, d]`` query vectors :math:`q` (see the class docstring)."""
@@ -263,7 +398,9 @@ class STHeteroRec(Recommender):
         return q
 
     # ------------------------------------------------------------------ scores
-    def _scores(self, queries: Queries, items: Tensor | None) -> Tensor:
+    def _scores(
+        self, queries: Queries, items: Tensor | None, exclude: Tensor | None = None
+    ) -> Tensor:
         z = self.propagate()
         q = self.query_embedding(queries, z)
         if items is None:
@@ -273,16 +410,40 @@ class STHeteroRec(Recommender):
         else:
             scores = torch.einsum("bd,bkd->bk", q, z[ITEM][items])
         if self.use_distance:
-            last = queries.last_item
-            targets = torch.arange(self.n_items, device=q.device) if items is None else items
-            shape = (len(queries), self.n_items) if items is None else items.shape
-            last = last.view(-1, *([1] * (len(shape) - 1))).expand(shape)
-            km = self._pair_km(last, targets.expand(shape))
-            scores = scores - F.softplus(self.dist_weight) * torch.log1p(km / 0.1)
+            scores = scores - F.softplus(self.dist_weight) * self._log_km(queries.last_item, items)
+        if items is None:  # sparse additions to the full rows
+            if self.repeat_weight is not None:
+                scores = scores.scatter_add(1, *self._repeat_entries(queries))
+            if self.transition_weight is not None:
+                row, col, value = self._transition_entries(queries.last_item, exclude)
+                scores = scores.index_put((row, col), self.transition_weight * value, True)
+            return scores
+        if self.repeat_weight is not None:
+            scores = scores + _pick(self._repeat_scores(queries), items)
+        if self.transition_weight is not None:
+            rows = self._transition_rows(queries.last_item, exclude)
+            scores = scores + self.transition_weight * _pick(rows, items)
         return scores
+
+    def calculate_loss(self, batch: Batch) -> Tensor:
+        """The base class's loss, each training sample's own transition left out of the
+        transition prior (see the class docstring)."""
+        items = scored_items(batch, self.config.loss)
+        scores = self._scores(batch.queries, items, exclude=batch.pos_item)
+        loss = loss_from_scores(self.config.loss, scores, batch.pos_item)
+        return loss + self.regularization(batch)
 
     def predict(self, queries: Queries, items: Tensor) -> Tensor:
         return self._scores(queries, items)
 
     def full_sort_predict(self, queries: Queries) -> Tensor:
         return self._scores(queries, None)
+
+
+def _pick(rows: Tensor, items: Tensor | None) -> Tensor:
+    """Columns ``items`` (``[B]`` or ``[B, K]``; ``None``: all) of ``[B, n_items]`` rows."""
+    if items is None:
+        return rows
+    if items.dim() == 1:
+        return rows.gather(1, items.unsqueeze(1)).squeeze(1)
+    return rows.gather(1, items)
