@@ -74,7 +74,7 @@ def main() -> None:
         # one row per (node, time) a query reads: itself and one per edge below it
         rows = len(queries) + int(queries.hist_mask.sum())
         if len(fanouts) > 1:
-            rows = len(model.layered_neighbourhood(queries).input_keys)
+            rows = len(model.layered_neighbourhood(queries).input_nodes)
         step = train_best[index] / args.batches
         print(
             f"| {fanouts} | {rows / len(queries):.1f} | {1000 * step:.0f} | {step * steps:.0f} | "

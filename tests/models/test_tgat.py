@@ -1,6 +1,7 @@
 import dataclasses
 import math
 
+import dgl
 import pandas as pd
 import pytest
 import torch
@@ -218,9 +219,9 @@ def test_two_hops_by_hand():
         src, dst = block.edges()
         return sorted(
             zip(
-                block.dstdata["key"][dst].tolist(),
+                block.dstdata[dgl.NID][dst].tolist(),
                 block.dstdata["t"][dst].tolist(),
-                block.srcdata["key"][src].tolist(),
+                block.srcdata[dgl.NID][src].tolist(),
                 block.edata["timestamp"].tolist(),
                 strict=True,
             )
@@ -228,7 +229,7 @@ def test_two_hops_by_hand():
 
     user, item = (lambda u: 2 * u), (lambda i: 2 * i + 1)
     assert edges(top) == [(user(0), 100, item(1), 25), (user(0), 100, item(2), 40)]
-    assert low.dstdata["key"].tolist() == [user(0), item(1), item(2)]
+    assert low.dstdata[dgl.NID].tolist() == [user(0), item(1), item(2)]
     assert low.dstdata["t"].tolist() == [100, 25, 40]
     assert edges(low) == sorted(
         [
@@ -284,8 +285,8 @@ def test_no_block_holds_an_edge_at_or_after_the_time_of_its_node():
         n_seeds = len(queries)
         for block, fanout in zip(graph.blocks, [2, 3, 8], strict=True):
             src, dst = block.edges()
-            dst_key, dst_t = block.dstdata["key"][dst], block.dstdata["t"][dst]
-            src_key, stamp = block.srcdata["key"][src], block.edata["timestamp"]
+            dst_key, dst_t = block.dstdata[dgl.NID][dst], block.dstdata["t"][dst]
+            src_key, stamp = block.srcdata[dgl.NID][src], block.edata["timestamp"]
             deep = dst >= n_seeds
             assert (stamp[deep] < dst_t[deep]).all()
             own = ~deep  # the queries' rows: their history, at or before their time
@@ -300,11 +301,55 @@ def test_no_block_holds_an_edge_at_or_after_the_time_of_its_node():
             # a deeper row takes the k most recent of its node strictly before its time
             degree = block.in_degrees()
             for row in range(n_seeds, block.num_dst_nodes(), 17):
-                key, t = int(block.dstdata["key"][row]), int(block.dstdata["t"][row])
+                key, t = int(block.dstdata[dgl.NID][row]), int(block.dstdata["t"][row])
                 col = "user" if key % 2 == 0 else "item"
                 available = int(((train[col] == key // 2) & (train["timestamp"] < t)).sum())
                 assert int(degree[row]) == min(fanout, available)
         assert n_seeds > 0 and graph.blocks[0].num_edges() > graph.blocks[-1].num_edges()
+
+
+# TGAT's scores and training loss on synthetic check-ins, computed before the multi-hop
+# blocks moved to the one builder (graph.sampling.temporal_blocks, session 17): the first
+# four scores of the first test query and the loss of a training step (dropout on)
+PINNED = {
+    ("hidden", None): (
+        4.096789360046387,
+        [-0.005638230126351118, -0.07760948687791824, 0.02269165962934494, -0.058786530047655106],
+    ),
+    ("hidden", (3, 8)): (
+        4.1067023277282715,
+        [-0.015262623317539692, -0.039268169552087784, 0.0096583291888237, -0.07476722449064255],
+    ),
+    ("hidden", (2, 3, 8)): (
+        4.076102256774902,
+        [0.137602761387825, -0.07585348188877106, 0.0950084999203682, -0.07895053178071976],
+    ),
+    ("known", (3, 8)): (
+        4.107049942016602,
+        [-0.009985801763832569, -0.03665844351053238, 0.008529425598680973, -0.07079040259122849],
+    ),
+}
+
+
+def test_scores_and_loss_are_pinned():
+    from tgraph.data.protocols import next_poi_chronological
+    from tgraph.data.synthetic import generate
+
+    hidden = next_poi_chronological(generate(n_users=30, n_pois=60, n_events=1500, days=30))
+    for (query_time, fanouts), (loss, scores) in PINNED.items():
+        split = dataclasses.replace(hidden, query_time=query_time)
+        queries, _ = target_queries(split, "test", 8)
+        config = {"max_len": 8, "embedding_dim": 16, "time_dim": 8, "dropout": 0.3}
+        if fanouts is not None:
+            config["fanouts"] = list(fanouts)
+        seed_everything(0)
+        model = get("tgat")(split, config).train()
+        seed_everything(1)
+        got = model.calculate_loss(Batch(queries, torch.arange(len(queries)) % model.n_items))
+        with torch.no_grad():
+            top = model.eval().full_sort_predict(queries)[0, :4]
+        assert abs(float(got) - loss) < 1e-5, (query_time, fanouts, float(got))
+        torch.testing.assert_close(top, torch.tensor(scores), rtol=0, atol=1e-5)
 
 
 def test_two_layers_extend_the_one_layer_model():
@@ -315,7 +360,7 @@ def test_two_layers_extend_the_one_layer_model():
     two.load_state_dict(one.state_dict(), strict=False)
     graph = two.layered_neighbourhood(QUERIES)
     with torch.no_grad():
-        h = two.features(graph.input_keys)
+        h = two.features(graph.input_nodes)
         block = graph.blocks[0]
         n_dst = block.num_dst_nodes()
         layer1 = two.conv(
@@ -346,7 +391,7 @@ def test_update_feeds_the_deeper_hops():
     before = model.layered_neighbourhood(queries).blocks[0]
     model.update(pd.DataFrame({"user": [3, 9], "item": [1, 1], "timestamp": [40, 45]}))
     after = model.layered_neighbourhood(queries).blocks[0]
-    new_users = set(after.srcdata["key"].tolist()) - set(before.srcdata["key"].tolist())
+    new_users = set(after.srcdata[dgl.NID].tolist()) - set(before.srcdata[dgl.NID].tolist())
     assert new_users == {2 * 3, 2 * 9}  # user 9 is new, joined by update
     assert model.n_users == 10 and torch.isfinite(model.full_sort_predict(queries)).all()
 
@@ -420,5 +465,5 @@ def test_two_layers_update_then_query_equals_rebuild_then_query():
     old = queries[torch.arange(OLD_USERS)]
     old.hist_items = torch.where(old.hist_items < OLD_ITEMS, old.hist_items, OLD_ITEMS)
     old.pad = OLD_ITEMS
-    keys = model.layered_neighbourhood(old).input_keys
-    assert not torch.equal(keys, stale.layered_neighbourhood(old).input_keys)
+    keys = model.layered_neighbourhood(old).input_nodes
+    assert not torch.equal(keys, stale.layered_neighbourhood(old).input_nodes)

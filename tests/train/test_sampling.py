@@ -17,7 +17,7 @@ import tgraph.models as models
 from tests.models.helpers import random_split
 from tgraph.errors import ConfigError
 from tgraph.graph.sampling import NeighborSampling, chunk_blocks, neighbor_scale, temporal_blocks
-from tgraph.graph.temporal import RecentNeighborSampler
+from tgraph.graph.temporal import RecentNeighborSampler, TimedNeighbors
 from tgraph.train import Trainer, seed_everything
 from tgraph.train.config import TrainConfig
 
@@ -185,13 +185,14 @@ def _timed_graph(seed=0, n=30, e=400):
     return graph
 
 
+@pytest.mark.parametrize("keep", [False, True])
 @pytest.mark.parametrize("fanouts", [[3, 2], [-1, -1], [5, 1, 2]])
-def test_temporal_blocks_never_contain_a_future_edge(fanouts):
+def test_temporal_blocks_never_contain_a_future_edge(fanouts, keep):
     graph = _timed_graph()
     sampler = RecentNeighborSampler(graph, "_E")
     seeds = torch.arange(30).repeat(2)
     times = torch.from_numpy(np.random.default_rng(1).integers(0, 60, 60))
-    out = temporal_blocks(sampler, seeds, times, fanouts)
+    out = temporal_blocks(sampler, seeds, times, fanouts, keep_destinations=keep)
     assert len(out.blocks) == len(fanouts)
     stamps = graph.edata["timestamp"]
     src_all, dst_all = graph.edges(order="eid")
@@ -205,16 +206,28 @@ def test_temporal_blocks_never_contain_a_future_edge(fanouts):
         assert torch.equal(stamps[eid], block.edata["timestamp"])
         assert torch.equal(src_all[eid], block.srcdata[dgl.NID][src])
         assert torch.equal(dst_all[eid], block.dstdata[dgl.NID][dst])
+        assert torch.equal(block.srcdata["t"], block.edata["timestamp"])
         assert (block.edata["dt"] > 0).all()
         if fanout != -1:
             assert int(block.in_degrees().max()) <= fanout
-        # chaining: this block's destinations are the next block's sources, looked at at the
-        # times of the edges that reached them
+        # chaining: the next block's sources (after its destinations when they are kept) are
+        # this block's destinations, looked at at the times of the edges that reached them
         if level + 1 < len(out.blocks):
             nxt = out.blocks[level + 1]
-            assert torch.equal(block.dstdata[dgl.NID], nxt.srcdata[dgl.NID])
-            assert torch.equal(block.dstdata["t"], out.src_times[level + 1])
+            rows, at = nxt.srcdata[dgl.NID], nxt.srcdata["t"]
+            if keep:
+                rows = torch.cat([nxt.dstdata[dgl.NID], rows])
+                at = torch.cat([nxt.dstdata["t"], at])
+            assert torch.equal(block.dstdata[dgl.NID], rows)
+            assert torch.equal(block.dstdata["t"], at)
         n_edges += block.num_edges()
+    # layer 0's rows: the first block's sources, after its destinations when they are kept
+    first = out.blocks[0]
+    rows, at = first.srcdata[dgl.NID], first.srcdata["t"]
+    if keep:  # the seeds are the first rows of every layer
+        assert torch.equal(first.dstdata[dgl.NID][: len(seeds)], seeds)
+        rows, at = torch.cat([first.dstdata[dgl.NID], rows]), torch.cat([first.dstdata["t"], at])
+    assert torch.equal(out.input_nodes, rows) and torch.equal(out.input_times, at)
     # every time looked at is at most the seed's time
     assert torch.equal(out.blocks[-1].dstdata["t"], times)
     assert (out.blocks[0].dstdata["t"].max() <= times.max()) and n_edges > 0
@@ -224,6 +237,45 @@ def test_temporal_blocks_never_contain_a_future_edge(fanouts):
         for q in range(0, 60, 7):
             expected = int(((dst_all == seeds[q]) & (stamps < times[q])).sum())
             assert int(last.in_degrees()[q]) == expected
+
+
+def test_temporal_blocks_take_the_seeds_given_events():
+    """``seed_events`` replace the hook for the seeds' rows (their most recent ``k``), at the
+    top layer only, or at every layer when the destinations are kept; other rows ask the
+    hook."""
+    graph = _timed_graph()
+    sampler = RecentNeighborSampler(graph, "_E")
+    seeds, times = torch.tensor([0, 1]), torch.tensor([40, 45])
+    # seed 0: events with 7, 8, 9 (oldest first); seed 1: one with 3
+    given = TimedNeighbors(
+        query=torch.tensor([0, 0, 0, 1]),
+        src=torch.tensor([7, 8, 9, 3]),
+        timestamp=torch.tensor([10, 20, 30, 5]),
+        eid=None,
+    )
+    for keep in (False, True):
+        out = temporal_blocks(
+            sampler, seeds, times, [3, 2], seed_events=given, keep_destinations=keep
+        )
+        top, low = out.blocks[1], out.blocks[0]
+        assert top.srcdata[dgl.NID].tolist() == [8, 9, 3]  # the 2 most recent of seed 0
+        assert top.srcdata["t"].tolist() == [20, 30, 5]
+        # edge ids only where every edge has one (the given events have none)
+        assert dgl.EID not in top.edata and (dgl.EID in low.edata) == (not keep)
+        src, dst = low.edges()
+        if keep:  # the seeds' rows take 3 of their given events again
+            assert low.srcdata[dgl.NID][src[dst < 2]].tolist() == [7, 8, 9, 3]
+        n_seed_rows = 2 if keep else 0
+        rest = low.dstdata[dgl.NID][n_seed_rows:], low.dstdata["t"][n_seed_rows:]
+        expected = sampler.sample(*rest, 3)
+        assert low.srcdata[dgl.NID][src[dst >= n_seed_rows]].tolist() == expected.src.tolist()
+    with pytest.raises(ValueError, match="fanouts"):
+        temporal_blocks(sampler, seeds, times, [0, 2])
+    bipartite = dgl.heterograph({("a", "r", "b"): ([0], [0])})
+    bipartite.edata["timestamp"] = torch.tensor([1])
+    timed = RecentNeighborSampler(bipartite, "r")
+    with pytest.raises(ValueError, match="one node type"):
+        temporal_blocks(timed, seeds, times, [2])
 
 
 def test_tgat_neighbourhood_block_has_no_future_edge():

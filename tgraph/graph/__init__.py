@@ -10,7 +10,9 @@ from tgraph.graph.sampling import NeighborSampling, chunk_blocks, temporal_block
 from tgraph.graph.spec import GraphSpec, reverse
 from tgraph.graph.temporal import (
     RecentNeighborSampler,
+    TemporalNeighborhood,
     TemporalNeighbors,
+    TimedNeighbors,
     events_block,
     graph_before,
     graph_between,
@@ -25,7 +27,9 @@ __all__ = [
     "NeighborSampling",
     "RecentNeighborSampler",
     "TemporalHeteroGraph",
+    "TemporalNeighborhood",
     "TemporalNeighbors",
+    "TimedNeighbors",
     "add_degree_norm",
     "build_graph",
     "check_graph_leakage",

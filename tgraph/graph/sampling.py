@@ -10,14 +10,13 @@
 * :func:`chunk_blocks`: the full graph cut into blocks of at most ``chunk`` destination
   nodes (every in-edge of each), for layer-wise full-graph inference whose message memory
   is bounded by one chunk's edges.
-* :func:`temporal_blocks`: multi-hop time-respecting blocks from a
-  :class:`~tgraph.graph.temporal.RecentNeighborSampler` (the temporal index): a seed
-  ``(v, t)`` takes its ``k`` most recent in-edges strictly before ``t``, and a neighbour
-  reached by an edge at time ``t_e`` takes its own strictly before ``t_e`` (TGAT's rule), so no
-  block holds an edge at or after the time of the node it feeds.
-* :func:`history_blocks`: the same rule on the user-item interaction graph for TGAT's ``L``
-  layers, the queries' own neighbourhoods being their histories
-  (:class:`~tgraph.graph.temporal.InteractionNeighbors`, :class:`HistoryBlocks`).
+* :func:`temporal_blocks`: multi-hop time-respecting blocks from any temporal-neighbour
+  hook (:class:`~tgraph.graph.temporal.TemporalNeighborhood`: a graph relation's
+  :class:`~tgraph.graph.temporal.RecentNeighborSampler` or the interaction events'
+  :class:`~tgraph.graph.temporal.InteractionNeighbors`): a seed ``(v, t)`` takes its ``k``
+  most recent events strictly before ``t`` (or its given history), and a neighbour reached by
+  an edge at time ``t_e`` takes its own strictly before ``t_e`` (TGAT's rule), so no block
+  holds an edge at or after the time of the node it feeds. TGAT's ``L`` layers are built by it.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import dgl
 import torch
 from torch import Tensor
 
-from tgraph.graph.temporal import InteractionNeighbors, RecentNeighborSampler
+from tgraph.graph.temporal import TemporalNeighborhood, TimedNeighbors
 
 
 @dataclass
@@ -173,138 +172,124 @@ def chunk_blocks(graph: dgl.DGLGraph, chunk: int) -> Iterator[tuple[int, int, dg
 class TemporalBlocks:
     """Multi-hop time-respecting blocks (:func:`temporal_blocks`), the first layer first.
 
-    ``blocks[l]``'s destination nodes are the source nodes of ``blocks[l + 1]`` (the last
-    block's are the seeds); each block carries ``dstdata[dgl.NID]``, ``dstdata["t"]`` (the
-    time each destination is looked at), ``srcdata[dgl.NID]`` and edge data ``dgl.EID``,
-    ``timestamp`` and ``dt`` (> 0). ``src_times[l]``: the time each source node of
-    ``blocks[l]`` is looked at (the timestamp of the edge that reached it), which is the
-    ``dstdata["t"]`` of ``blocks[l - 1]``.
-    """
-
-    blocks: list[dgl.DGLGraph]
-    src_times: list[Tensor]
-
-
-def temporal_blocks(
-    sampler: RecentNeighborSampler, seeds: Tensor, times: Tensor, fanouts: Sequence[int]
-) -> TemporalBlocks:
-    """``len(fanouts)`` hops of the ``fanouts[l]`` most recent in-neighbours (``-1``: all)
-    over the sampler's timed relation (its source and destination types must be one node
-    type, e.g. a symmetric user-item graph; for a bipartite relation, sample each hop with
-    the right direction yourself).
-
-    Hop 1 samples the edges of every seed ``(seeds[q], times[q])`` strictly before
-    ``times[q]``; every sampled edge ``(u -> v, t_e)`` makes ``(u, t_e)`` a destination of the
-    next hop, which takes ``u``'s edges strictly before ``t_e``. Destinations are per
-    (node, time): one node looked at at two times is two destination rows. So every edge in
-    every block is strictly earlier than the time of the destination it feeds, which is at
-    most the seed's time.
-    """
-    etype = sampler.etype
-    if etype[0] != etype[2]:
-        raise ValueError(f"temporal_blocks samples one node type through hops, got {etype}")
-    blocks: list[dgl.DGLGraph] = []
-    src_times: list[Tensor] = []
-    dst_nodes = torch.as_tensor(seeds).to(torch.int64)
-    dst_times = torch.as_tensor(times).to(torch.int64)
-    for fanout in reversed(list(fanouts)):
-        sampled = sampler.sample(dst_nodes, dst_times, None if fanout == -1 else fanout)
-        # one source row per sampled edge: it is looked at at that edge's time
-        n_edges = len(sampled.src)
-        block = dgl.create_block(
-            {etype: (torch.arange(n_edges, device=sampled.src.device), sampled.query)},
-            num_src_nodes={etype[0]: n_edges},
-            num_dst_nodes={etype[2]: len(sampled.seeds)},
-            idtype=torch.int64,
-            device=sampled.src.device,
-        )
-        block.srcdata[dgl.NID] = sampled.src.to(torch.int64)
-        block.dstdata[dgl.NID] = sampled.seeds
-        block.dstdata["t"] = sampled.times
-        block.edata[dgl.EID] = sampled.eid.to(torch.int64)
-        block.edata["timestamp"] = sampled.timestamp
-        block.edata["dt"] = sampled.times[sampled.query] - sampled.timestamp
-        blocks.insert(0, block)
-        src_times.insert(0, sampled.timestamp)
-        dst_nodes, dst_times = sampled.src.to(torch.int64), sampled.timestamp
-    return TemporalBlocks(blocks, src_times)
-
-
-@dataclass
-class HistoryBlocks:
-    """TGAT's computation graph for a batch of queries (:func:`history_blocks`), the first
-    layer first.
-
-    Rows are timed nodes ``(key, t)`` (:func:`~tgraph.graph.temporal.interaction_key`: a
-    user or an item looked at at time ``t``). ``blocks[l]``'s destinations are the rows of
-    layer ``l + 1`` (the last block's are the queries); its sources are one row per edge,
-    the neighbour looked at at the edge's time; the rows of layer ``l`` are the destinations
-    of ``blocks[l]`` followed by its sources, so a layer's output for its destinations is the
-    first rows of its input to the next layer (DGL's block convention). Every block carries
-    ``dstdata["key"]``, ``dstdata["t"]``, ``srcdata["key"]``, ``srcdata["t"]`` and edge data
-    ``timestamp`` (= the source's ``t``) and ``dt`` (the destination's time minus it). The
-    first rows of every layer are the queries themselves.
+    Rows are timed nodes ``(node, t)``: a node looked at at time ``t`` (one node looked at
+    at two times is two rows). ``blocks[l]``'s destinations are the rows of layer ``l + 1``
+    (the last block's are the seeds, in the order given); its sources are one row per
+    sampled edge, the neighbour looked at at the edge's time. The rows of layer ``l`` are the
+    sources of ``blocks[l]``, preceded by its destinations when they were kept
+    (``keep_destinations``; then a layer's output for its destinations is the first rows of
+    its input to the next layer, DGL's block convention, and the seeds are the first rows of
+    every layer). Every block carries ``dstdata[dgl.NID]``, ``dstdata["t"]``,
+    ``srcdata[dgl.NID]``, ``srcdata["t"]`` and edge data ``timestamp`` (= the source's
+    ``t``), ``dt`` (the destination's ``t`` minus it) and ``dgl.EID`` where every edge has an
+    id.
 
     Attributes:
         blocks: one block per layer.
-        input_keys / input_times: ``[N_0]`` the rows of layer 0 (whose features are the
-            embeddings of the keys).
+        input_nodes / input_times: ``[N_0]`` the rows of layer 0 (whose features a model
+            gathers).
     """
 
     blocks: list[dgl.DGLGraph]
-    input_keys: Tensor
+    input_nodes: Tensor
     input_times: Tensor
 
 
-def history_blocks(
-    neighbors: InteractionNeighbors,
-    seed_keys: Tensor,
-    seed_times: Tensor,
-    history: tuple[Tensor, Tensor, Tensor],
-    fanouts: Sequence[int],
-) -> HistoryBlocks:
-    """``len(fanouts)`` layers of time-respecting neighbourhoods for queries whose own
-    neighbourhood is given (their histories), TGAT's sampling.
-
-    ``history = (query, key, time)``: the events of each query (``seed_keys[query[j]]`` at
-    ``seed_times[query[j]]``) with the node ``key[j]`` at ``time[j]``, oldest first within a
-    query (e.g. :class:`~tgraph.data.queries.Queries` histories, strictly before the event a
-    query asks about). ``fanouts[l]``: the neighbours of each destination of layer ``l`` (the
-    first layer first, so ``fanouts[-1]`` is the queries' own): a query takes its
-    ``fanouts[l]`` most recent history events; any other row ``(v, t)`` the
-    ``fanouts[l]`` most recent events of ``v`` strictly before ``t`` from ``neighbors``. A
-    node reached by an edge at ``t_e`` is looked at at ``t_e``, so every edge below the
-    queries' is strictly earlier than the time of the row it feeds."""
-    if not fanouts or min(fanouts) < 1:
-        raise ValueError(f"fanouts must be positive, got {list(fanouts)}")
-    hist_query, hist_key, hist_time = history
-    n_seeds = len(seed_keys)
-    device = seed_keys.device
-    # how recent each history event is within its query (0: the most recent)
-    counts = torch.bincount(hist_query, minlength=n_seeds)
+def _recency(query: Tensor, n_rows: int) -> Tensor:
+    """How recent each event is within its row (0: the most recent), for events grouped by
+    ``query`` and oldest first within a row."""
+    counts = torch.bincount(query, minlength=n_rows)
     starts = torch.cumsum(counts, 0) - counts
-    position = torch.arange(len(hist_query), device=device) - starts[hist_query]
-    recency = counts[hist_query] - 1 - position
-    keys, times = seed_keys.to(torch.int64), seed_times.to(torch.int64)
+    position = torch.arange(len(query), device=query.device) - starts[query]
+    return counts[query] - 1 - position
+
+
+def temporal_blocks(
+    neighbors: TemporalNeighborhood,
+    seeds: Tensor,
+    times: Tensor,
+    fanouts: Sequence[int],
+    *,
+    seed_events: TimedNeighbors | None = None,
+    keep_destinations: bool = False,
+) -> TemporalBlocks:
+    """``len(fanouts)`` hops of time-respecting neighbourhoods from a temporal-neighbour hook
+    (:class:`~tgraph.graph.temporal.TemporalNeighborhood`: the temporal index of a graph
+    relation, :class:`~tgraph.graph.temporal.RecentNeighborSampler`, or of the interaction
+    events, :class:`~tgraph.graph.temporal.InteractionNeighbors`), TGAT's sampling.
+
+    ``fanouts[l]``: the most recent neighbours of each destination of layer ``l`` (the first
+    layer first, so ``fanouts[-1]`` is the seeds'; ``-1``: all). A destination row ``(v, t)``
+    takes the ``fanouts[l]`` most recent events of ``v`` strictly before ``t``; every sampled
+    event ``(v, w, t_e)`` makes ``(w, t_e)`` a row of the layer below, whose own events are
+    then taken strictly before ``t_e``. So every edge below the seeds' is strictly earlier
+    than the time of the row it feeds, which is at most its seed's time.
+
+    ``seed_events``: the seeds' own neighbourhoods, given instead of asked from the hook
+    (e.g. :class:`~tgraph.data.queries.Queries` histories, strictly before the event a query
+    asks about): ``query`` indexes ``seeds``, grouped by seed and oldest first within one;
+    wherever the seeds are destinations they take their ``fanouts[l]`` most recent of them.
+    ``keep_destinations``: each layer's rows start with the rows of the layer above (the
+    nodes themselves, for a model that combines a node's own state with its neighbours', as
+    TGAT does); otherwise a layer's rows are the sampled neighbours only.
+
+    A hook with an ``etype`` gives blocks of that relation (its source and destination
+    types must be one, e.g. a symmetric user-item graph: the neighbours of one hop are the
+    destinations of the next); without one, homogeneous blocks.
+    """
+    if not fanouts or any(f == 0 or f < -1 for f in fanouts):
+        raise ValueError(f"fanouts must be positive or -1 (all), got {list(fanouts)}")
+    etype = neighbors.etype
+    if etype is not None and etype[0] != etype[2]:
+        raise ValueError(f"temporal_blocks samples one node type through hops, got {etype}")
+    nodes = torch.as_tensor(seeds).to(torch.int64)
+    at = torch.as_tensor(times).to(torch.int64)
+    n_seeds = len(nodes)
+    recency = None if seed_events is None else _recency(seed_events.query, n_seeds)
     blocks: list[dgl.DGLGraph] = []
     for fanout in reversed(list(fanouts)):
-        own = recency < fanout
-        sampled = neighbors.sample(keys[n_seeds:], times[n_seeds:], fanout)
-        dst = torch.cat([hist_query[own], sampled.query + n_seeds])
-        src_key = torch.cat([hist_key[own].to(torch.int64), sampled.key])
-        src_time = torch.cat([hist_time[own].to(torch.int64), sampled.timestamp])
-        n_edges = len(dst)
-        block = dgl.create_block(
-            (torch.arange(n_edges, device=device), dst),
-            num_src_nodes=n_edges,
-            num_dst_nodes=len(keys),
-            idtype=torch.int64,
-            device=device,
-        )
-        block.dstdata["key"], block.dstdata["t"] = keys, times
-        block.srcdata["key"], block.srcdata["t"] = src_key, src_time
-        block.edata["timestamp"] = src_time
-        block.edata["dt"] = times[dst] - src_time
+        # the seeds are the first rows of the top layer, and of every layer when kept
+        given = n_seeds if recency is not None and (keep_destinations or not blocks) else 0
+        sampled = neighbors.sample(nodes[given:], at[given:], None if fanout == -1 else fanout)
+        query, src = sampled.query + given, sampled.src.to(torch.int64)
+        stamp, eid = sampled.timestamp, sampled.eid
+        if given:
+            assert seed_events is not None and recency is not None  # given > 0 only then
+            own = recency < fanout if fanout != -1 else torch.ones_like(recency, dtype=torch.bool)
+            query = torch.cat([seed_events.query[own], query])
+            src = torch.cat([seed_events.src[own].to(torch.int64), src])
+            stamp = torch.cat([seed_events.timestamp[own].to(torch.int64), stamp])
+            given_eid = seed_events.eid
+            eid = None if eid is None or given_eid is None else torch.cat([given_eid[own], eid])
+        device = src.device
+        nodes, at = nodes.to(device), at.to(device)
+        n_edges = len(src)
+        edge_src = torch.arange(n_edges, device=device)
+        if etype is None:
+            block = dgl.create_block(
+                (edge_src, query),
+                num_src_nodes=n_edges,
+                num_dst_nodes=len(nodes),
+                idtype=torch.int64,
+                device=device,
+            )
+        else:
+            block = dgl.create_block(
+                {etype: (edge_src, query)},
+                num_src_nodes={etype[0]: n_edges},
+                num_dst_nodes={etype[2]: len(nodes)},
+                idtype=torch.int64,
+                device=device,
+            )
+        block.dstdata[dgl.NID], block.dstdata["t"] = nodes, at
+        block.srcdata[dgl.NID], block.srcdata["t"] = src, stamp
+        block.edata["timestamp"] = stamp
+        block.edata["dt"] = at[query] - stamp
+        if eid is not None:
+            block.edata[dgl.EID] = eid.to(torch.int64)
         blocks.insert(0, block)
-        keys, times = torch.cat([keys, src_key]), torch.cat([times, src_time])
-    return HistoryBlocks(blocks, keys, times)
+        if keep_destinations:
+            nodes, at = torch.cat([nodes, src]), torch.cat([at, stamp])
+        else:
+            nodes, at = src, stamp
+    return TemporalBlocks(blocks, nodes, at)

@@ -11,7 +11,7 @@ same kind; all work happens on the graph's device.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import dgl
 import numpy as np
@@ -116,18 +116,45 @@ def events_block(
 
 
 @dataclass
-class TemporalNeighbors:
-    """Sampled edges of one relation; row ``j`` is edge ``eid[j]`` from ``src[j]`` to
-    ``seeds[query[j]]``, with ``timestamp[j] < times[query[j]]``. Within a query, rows run
-    from oldest to most recent."""
+class TimedNeighbors:
+    """Sampled timed neighbours, what a :class:`TemporalNeighborhood` returns: row ``j`` is
+    the event at ``timestamp[j]`` that joins the node of input row ``query[j]`` to the node
+    ``src[j]``, strictly before that row's time; ``eid[j]`` is its edge id where the events
+    have one (``None`` otherwise). Rows are grouped by ``query`` in input order, oldest first
+    within a query."""
 
+    query: torch.Tensor
+    src: torch.Tensor
+    timestamp: torch.Tensor
+    eid: torch.Tensor | None
+
+
+class TemporalNeighborhood(Protocol):
+    """The temporal-neighbour hook that every time-respecting sampler of tgraph offers and
+    :func:`~tgraph.graph.sampling.temporal_blocks` builds multi-hop blocks from.
+
+    ``sample(nodes, times, k)``: for each input row ``(nodes[q], times[q])`` the ``k`` most
+    recent events of that node strictly before ``times[q]`` (all of them when ``k`` is
+    ``None``), as :class:`TimedNeighbors` on the device the hook keeps its samples on.
+    ``etype``: the relation whose nodes the ids are (its source and destination types), or
+    ``None`` for ids of no graph's node type (e.g. :func:`interaction_key`)."""
+
+    @property
+    def etype(self) -> tuple[str, str, str] | None: ...
+
+    def sample(self, nodes: torch.Tensor, times: torch.Tensor, k: int | None) -> TimedNeighbors: ...
+
+
+@dataclass
+class TemporalNeighbors(TimedNeighbors):
+    """Sampled edges of one relation (:class:`RecentNeighborSampler`); row ``j`` is edge
+    ``eid[j]`` from ``src[j]`` to ``seeds[query[j]]``, with ``timestamp[j] <
+    times[query[j]]``. Within a query, rows run from oldest to most recent."""
+
+    eid: torch.Tensor
     etype: tuple[str, str, str]
     seeds: torch.Tensor
     times: torch.Tensor
-    src: torch.Tensor
-    query: torch.Tensor
-    eid: torch.Tensor
-    timestamp: torch.Tensor
 
     def to_block(self) -> dgl.DGLGraph:
         """A DGL block whose destination nodes are the queries (``dstdata[dgl.NID]`` = seeds,
@@ -214,18 +241,6 @@ def interaction_key(node: torch.Tensor, is_item: bool | torch.Tensor) -> torch.T
     return 2 * node.to(torch.int64) + torch.as_tensor(is_item, dtype=torch.int64)
 
 
-@dataclass
-class TimedNeighbors:
-    """Sampled neighbours of keyed nodes: row ``j`` is the event at ``timestamp[j]`` between
-    the node of input row ``query[j]`` and the node ``key[j]`` (an
-    :func:`interaction_key`); ``timestamp[j]`` is strictly before that row's time. Within a
-    row, oldest first."""
-
-    query: torch.Tensor
-    key: torch.Tensor
-    timestamp: torch.Tensor
-
-
 class InteractionNeighbors:
     """The ``k`` most recent neighbours on both sides of the user-item interaction graph,
     strictly before a time: a user's items and an item's users.
@@ -236,8 +251,10 @@ class InteractionNeighbors:
     vectorised query. Events arrive in the order given (ties in time: the later one is the
     more recent); :meth:`add` appends new ones (streaming updates) and new users or items
     need no re-keying. The index lives in host memory; samples come back on the device of
-    the keys asked about.
+    the keys asked about. Its ``etype`` is ``None``: keys are no graph's node ids.
     """
+
+    etype = None
 
     def __init__(self, user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> None:
         self.index = TemporalIndex({"other": np.dtype(np.int64)})
@@ -272,6 +289,7 @@ class InteractionNeighbors:
 
         return TimedNeighbors(
             query=tensor(query),
-            key=tensor(recent["other"][query, position]),
+            src=tensor(recent["other"][query, position]),
             timestamp=tensor(recent.time[query, position]),
+            eid=None,
         )

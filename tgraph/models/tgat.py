@@ -12,8 +12,13 @@ from torch import Tensor, nn
 
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.graph.sampling import HistoryBlocks, history_blocks
-from tgraph.graph.temporal import InteractionNeighbors, events_block, interaction_key
+from tgraph.graph.sampling import TemporalBlocks, temporal_blocks
+from tgraph.graph.temporal import (
+    InteractionNeighbors,
+    TimedNeighbors,
+    events_block,
+    interaction_key,
+)
 from tgraph.models.base import (
     Dropout,
     EmbeddingRecommender,
@@ -83,8 +88,9 @@ class TGAT(EmbeddingRecommender):
     for any other node (an item reached by a history event at :math:`t_e`, that item's users,
     ...) the events of the **training interactions** (``split.train``, plus those folded in by
     :meth:`update`) from the temporal index
-    (:class:`~tgraph.graph.temporal.InteractionNeighbors`,
-    :func:`~tgraph.graph.sampling.history_blocks`). A neighbour reached by an edge at
+    (:class:`~tgraph.graph.temporal.InteractionNeighbors`, through
+    :func:`~tgraph.graph.sampling.temporal_blocks` with the histories as the queries' own
+    events). A neighbour reached by an edge at
     :math:`t_e` is looked at at :math:`t_e`, so nothing at or after the time of the node it
     feeds enters (TGAT's rule) and a hidden target time is never read. The cost of a query
     grows as :math:`\prod_l (1 + k_l)` rows, independent of the size of the graph. With
@@ -202,23 +208,30 @@ class TGAT(EmbeddingRecommender):
         )
         return block, src_items, queries.hist_times[real]
 
-    def layered_neighbourhood(self, queries: Queries) -> HistoryBlocks:
+    def layered_neighbourhood(self, queries: Queries) -> TemporalBlocks:
         """The batch's :math:`L`-layer computation graph
-        (:func:`~tgraph.graph.sampling.history_blocks`; needs ``fanouts`` of two or more)."""
+        (:func:`~tgraph.graph.sampling.temporal_blocks` over the interaction keys of
+        :func:`~tgraph.graph.temporal.interaction_key`, the histories as the queries' own
+        events, each layer's rows starting with those of the layer above; needs ``fanouts``
+        of two or more)."""
         if self.neighbors is None:
             raise ValueError("a one-layer TGAT has no deeper neighbourhood (set config.fanouts)")
         if queries.hist_items is None or queries.hist_times is None:
             raise ValueError("TGAT needs queries with history (history_len > 0)")
         real = queries.hist_mask
-        query = real.nonzero()[:, 0]
-        history = (
-            query,
-            interaction_key(queries.hist_items[real], True),
-            queries.hist_times[real],
+        history = TimedNeighbors(
+            query=real.nonzero()[:, 0],
+            src=interaction_key(queries.hist_items[real], True),
+            timestamp=queries.hist_times[real],
+            eid=None,
         )
-        seeds = interaction_key(queries.user, False)
-        return history_blocks(
-            self.neighbors, seeds, queries.timestamp, history, self.config.layer_fanouts
+        return temporal_blocks(
+            self.neighbors,
+            interaction_key(queries.user, False),
+            queries.timestamp,
+            self.config.layer_fanouts,
+            seed_events=history,
+            keep_destinations=True,
         )
 
     def features(self, keys: Tensor) -> Tensor:
@@ -241,7 +254,7 @@ class TGAT(EmbeddingRecommender):
             )
             return out, items
         graph = self.layered_neighbourhood(queries)
-        h = self.features(graph.input_keys)
+        h = self.features(graph.input_nodes)
         for layer, (conv, block) in enumerate(zip([self.conv, *self.upper], graph.blocks)):
             n_dst = block.num_dst_nodes()
             src = h[n_dst:]
