@@ -251,6 +251,8 @@ def test_empty_history_scores_finite(split):
     )
     scores = model.full_sort_predict(queries)
     assert scores.shape == (2, split.n_items) and torch.isfinite(scores).all()
+    scores = model.train().full_sort_predict(queries)  # no trajectory to encode in training
+    assert scores.shape == (2, split.n_items) and torch.isfinite(scores).all()
 
 
 @pytest.mark.slow
@@ -282,3 +284,79 @@ def test_builds_and_scores_on_nyc(root):
         scores = model.full_sort_predict(queries[:64])
     assert scores.shape == (64, nyc.n_items) and torch.isfinite(scores).all()
     assert float(scores.std()) > 0
+
+
+# ---------------------------------------------------------------------- the fast paths
+def _valid_batch(split, model):
+    queries, _ = target_queries(split, "valid", model.history_len)
+    positives = torch.randint(
+        0, split.n_items, (len(queries),), generator=torch.Generator().manual_seed(0)
+    )
+    return Batch(queries, positives)
+
+
+def test_loss_equals_the_value_of_the_full_pass_code(split):
+    """The training loss on a fixed-seed case is the one the code before the per-batch
+    trajectory subset and the neighbour cache gave (commit db30037: every step encoded every
+    training trajectory and searched the neighbours anew)."""
+    model = make(split, dropout=0.0).train()
+    loss = model.calculate_loss(_valid_batch(split, model))
+    assert float(loss) == pytest.approx(5.0061845779418945, abs=1e-5)
+
+
+def test_training_step_encodes_only_the_needed_trajectories_with_the_same_result(split):
+    """In training only the trajectories the batch attends over are encoded; without dropout
+    the loss and every gradient equal those of the full pass (eval mode encodes every
+    trajectory once and indexes it)."""
+    model = make(split, dropout=0.0)
+    batch = _valid_batch(split, model)
+    results = []
+    for training in (False, True):
+        model.train(training)
+        model.zero_grad()
+        loss = model.calculate_loss(batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (full_loss, full_grads), (loss, grads) = results
+    torch.testing.assert_close(loss, full_loss, rtol=0, atol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, full_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    which = torch.tensor([3, 0, 7, 7])
+    model.train()
+    torch.testing.assert_close(model.trajectory_embeddings(which), model._trajectories()[which])
+
+
+def test_neighbour_cache_equals_the_search(split):
+    """The remembered neighbours equal a fresh search, whatever the batch around a query (a
+    cached query in a new batch, repeated queries), and the cache starts over at observe."""
+    model = make(split)
+    queries, _ = target_queries(split, "valid", model.history_len)
+    rows = torch.arange(len(queries))
+    length = queries.hist_len
+    now = queries.hist_times[rows, (length - 1).clamp(min=0)]
+    member = current_trajectory(queries.hist_times, length)
+    end = model.hypergraph.nodes["trajectory"].data["end"]
+
+    def search(index):
+        src, dst, _ = trajectory_neighbours(
+            model.incidence,
+            model.traj_size,
+            end,
+            queries.hist_items[index],
+            member[index],
+            now[index],
+            0.005,
+            model.config.n_neighbours,
+        )
+        return src, dst
+
+    first = torch.arange(0, len(queries), 2)
+    mixed = torch.cat([torch.arange(len(queries)).flip(0), torch.tensor([0, 0, 1])])
+    for index in (first, mixed, first):
+        got = model._neighbours(queries.hist_items[index], member[index], now[index])
+        want = search(index)
+        assert len(want[0]) > 0
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert len(model._neighbour_cache) > 0
+    model.observe(split.train)
+    assert len(model._neighbour_cache) == 0

@@ -139,8 +139,9 @@ def trajectory_neighbours(
 
     .. math:: J(A_b, T) = \frac{|A_b \cap T|}{|A_b \cup T|} > \text{threshold},
 
-    the most similar first (ties: later ``end`` first). Returns ``(trajectory, query,
-    jaccard)`` edge arrays."""
+    the most similar first (ties: later ``end`` first, then the lower trajectory index).
+    Returns ``(trajectory, query, jaccard)`` edge arrays, by query. A query's edges do not
+    depend on the other queries of the batch."""
     n_traj, n_items = incidence.shape
     device = query_items.device
     batch = query_items.shape[0]
@@ -170,7 +171,7 @@ def trajectory_neighbours(
     span = max(float(end.max() - end.min()), 1.0)
     recency = (end[traj] - end.min()).double() / span
     key = query.double() * 4.0 + (2.0 - jaccard.double()) - recency * 1e-6
-    order = key.argsort()
+    order = key.argsort(stable=True)  # the product's entries are by (query, trajectory)
     query, traj, jaccard = query[order], traj[order], jaccard[order]
     first = torch.searchsorted(query, query, right=False)
     rank = torch.arange(len(query), device=device) - first

@@ -34,6 +34,8 @@ SECONDS_PER_HOUR = 3600
 EPOCH_WEEKDAY = 3
 #: the relation of the per-batch inter-trajectory graph (earlier trajectory -> query)
 TRAJ_TO_QUERY = ("trajectory", "to", "query")
+#: distinct queries whose neighbours :meth:`STHGCN._neighbours` remembers (then it starts over)
+NEIGHBOUR_CACHE_SIZE = 1_000_000
 
 
 def hour_of_week(local: Tensor) -> Tensor:
@@ -161,6 +163,24 @@ class STHGCN(Recommender):
         self.register_graph("hypergraph", hyper.graph.to(device))
         self.register_buffer("incidence", hyper.incidence.to(device), persistent=False)
         self.register_buffer("traj_size", hyper.size.to(device), persistent=False)
+        # each trajectory's check-ins, contiguous (CSR): members[ptr[T] : ptr[T + 1]]
+        _, traj = hyper.graph.edges(etype=CHECKIN_IN)  # edge id == check-in id
+        counts = torch.bincount(traj, minlength=hyper.n_trajectories)
+        ptr = torch.zeros(hyper.n_trajectories + 1, dtype=torch.long)
+        ptr[1:] = counts.cumsum(0)
+        self.register_buffer("traj_members", traj.argsort(stable=True).to(device), persistent=False)
+        self.register_buffer("traj_ptr", ptr.to(device), persistent=False)
+        # the distance encodings of the check-in -> trajectory edges depend on data only
+        if self.use_distance:
+            checkin, traj_data = (
+                hyper.graph.nodes["checkin"].data,
+                hyper.graph.nodes["trajectory"].data,
+            )
+            with torch.no_grad():
+                dist = self._distance(checkin["item"], traj_data["last_item"][traj])
+            self.register_buffer("checkin_dist", dist.to(device), persistent=False)
+        #: per query (its POI set and "now"): its neighbours' ids (see _neighbours)
+        self._neighbour_cache: dict[bytes, np.ndarray] = {}
         self._eval_cache = None
 
     def _km(self, a: Tensor, b: Tensor) -> Tensor:
@@ -169,15 +189,26 @@ class STHGCN(Recommender):
         km = haversine_km(pa[..., 0], pa[..., 1], pb[..., 0], pb[..., 1])
         return torch.where(self.item_known[a] & self.item_known[b], km, torch.zeros_like(km))
 
-    def _edge(self, dt: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    def _distance(self, a: Tensor, b: Tensor) -> Tensor:
+        """``[E, dist_dim]``: the encodings of the distances between items ``a`` and ``b``.
+
+        Values below the smallest normal float are set to 0: the RBF centres far from a
+        distance give ``exp`` of a large negative number, subnormal floats, which make the
+        CPU's matrix products with them (the edge projections and their gradients) several
+        times slower; the change is below 1.2e-38 per feature."""
+        dist = self.dist_enc(self._km(a, b))
+        return dist.masked_fill(dist.abs() < torch.finfo(dist.dtype).tiny, 0.0)
+
+    def _edge(self, dt: Tensor, a: Tensor, b: Tensor, dist: Tensor | None = None) -> Tensor:
         """Edge encodings ``[E, time_dim + dist_dim]`` of gaps ``dt`` (s) and the distances
-        between items ``a`` and ``b``; the disabled parts are zero."""
+        between items ``a`` and ``b`` (``dist``: their encodings, computed before); the
+        disabled parts are zero."""
         cfg = self.config
         time = self.time_enc(dt.clamp(min=0))
         if not self.use_time:
             time = torch.zeros_like(time)
         if self.use_distance:
-            dist = self.dist_enc(self._km(a, b))
+            dist = self._distance(a, b) if dist is None else dist
         else:
             dist = time.new_zeros(len(dt), cfg.dist_dim)
         return torch.cat([time, dist], 1)
@@ -188,21 +219,44 @@ class STHGCN(Recommender):
             x = x + self.slot_emb(hour_of_week(local))
         return self.input_dropout(x)
 
-    def trajectory_embeddings(self) -> Tensor:
+    def trajectory_embeddings(self, which: Tensor | None = None) -> Tensor:
         """``[n_trajectories, d]``: :math:`h_T` of every training trajectory (cached in
-        eval mode)."""
-        return self.eval_cached(self._trajectories)
+        eval mode), or ``[len(which), d]``: those of the trajectories ``which``.
 
-    def _trajectories(self) -> Tensor:
+        :math:`h_T` depends only on :math:`T`'s own check-ins, so a training step encodes
+        only the trajectories its queries attend over (``which``): the same values as rows
+        ``which`` of the full pass, at a fraction of its cost. In eval mode the full pass is
+        computed once per evaluation and indexed."""
+        if which is None or not self.training:
+            full = self.eval_cached(self._trajectories)
+            return full if which is None else full[which]
+        return self._trajectories(which)
+
+    def _trajectories(self, which: Tensor | None = None) -> Tensor:
         graph = self.hypergraph
         checkin, traj = graph.nodes["checkin"].data, graph.nodes["trajectory"].data
-        x = self._checkin(checkin["item"], checkin["user"], checkin["local"])
-        start = self._checkin(traj["last_item"], traj["user"], traj["local_end"])
-        src, dst = graph.edges(etype=CHECKIN_IN)
-        edge = self._edge(
-            graph.edges[CHECKIN_IN].data["dt"], checkin["item"][src], traj["last_item"][dst]
-        )
-        return self.conv_intra(graph, x, start, edge)
+        if which is None:
+            members, dst = graph.edges(etype=CHECKIN_IN)
+            sub = graph
+            which = torch.arange(graph.num_nodes("trajectory"), device=members.device)
+        else:  # the check-ins of ``which``, in check-in order within each trajectory
+            start, counts = self.traj_ptr[which], self.traj_ptr[which + 1] - self.traj_ptr[which]
+            dst = torch.repeat_interleave(torch.arange(len(which), device=which.device), counts)
+            offset = torch.arange(len(dst), device=which.device) - (counts.cumsum(0) - counts)[dst]
+            members = self.traj_members[start[dst] + offset]
+            sub = dgl.heterograph(
+                {CHECKIN_IN: (torch.arange(len(members), device=which.device), dst)},
+                num_nodes_dict={"checkin": len(members), "trajectory": len(which)},
+                device=which.device,
+            )
+        item = checkin["item"][members]
+        x = self._checkin(item, checkin["user"][members], checkin["local"][members])
+        last_item = traj["last_item"][which]
+        start_x = self._checkin(last_item, traj["user"][which], traj["local_end"][which])
+        dt = graph.edges[CHECKIN_IN].data["dt"][members]
+        dist = self.checkin_dist[members] if self.use_distance else None
+        edge = self._edge(dt, item, last_item[dst], dist)
+        return self.conv_intra(sub, x, start_x, edge)
 
     # ------------------------------------------------------------------ queries
     def query_embedding(self, queries: Queries) -> Tensor:
@@ -240,27 +294,60 @@ class STHGCN(Recommender):
         if self.config.n_neighbours == 0:
             return h
         # inter: earlier training trajectories -> the query hyperedge
-        traj_h = self.trajectory_embeddings()
         traj_data = self.hypergraph.nodes["trajectory"].data
-        src, dst, _ = trajectory_neighbours(
-            self.incidence,
-            self.traj_size,
-            traj_data["end"],
-            items,
-            member,
-            now,
-            self.config.jaccard_threshold,
-            self.config.n_neighbours,
-        )
+        src, dst = self._neighbours(items, member, now)
+        # only the trajectories attended over are encoded (renumbered 0 .. in ``which``)
+        which, local_src = torch.unique(src, return_inverse=True)
+        traj_h = self.trajectory_embeddings(which)
         inter = dgl.heterograph(
-            {TRAJ_TO_QUERY: (src, dst)},
-            num_nodes_dict={"trajectory": len(traj_h), "query": batch},
+            {TRAJ_TO_QUERY: (local_src, dst)},
+            num_nodes_dict={"trajectory": len(which), "query": batch},
             device=device,
         )
         edge = self._edge(
             now[dst] - traj_data["end"][src], traj_data["last_item"][src], last_item[dst]
         )
         return self.conv_inter(inter, traj_h, h, edge)
+
+    def _neighbours(self, items: Tensor, member: Tensor, now: Tensor) -> tuple[Tensor, Tensor]:
+        """The ``(trajectory, query)`` edges of
+        :func:`~tgraph.graph.hypergraph.trajectory_neighbours` for these queries (POIs
+        ``items`` where ``member``, "now" ``now``).
+
+        They depend only on the training hypergraph and on the query's own POI set and "now",
+        not on the parameters: each distinct query is searched once and remembered until the
+        hypergraph is rebuilt (:meth:`observe`), so the training queries are searched in the
+        first epoch and the validation queries at the first validation."""
+        cache = self._neighbour_cache
+        if len(cache) > NEIGHBOUR_CACHE_SIZE:
+            cache.clear()
+        masked = torch.where(member, items, torch.full_like(items, -1)).cpu().numpy()
+        keys = [row.tobytes() + t.tobytes() for row, t in zip(masked, now.cpu().numpy())]
+        missing: dict[bytes, int] = {}
+        for index, key in enumerate(keys):
+            if key not in cache:
+                missing.setdefault(key, index)
+        if missing:
+            rows = torch.tensor(list(missing.values()), dtype=torch.long, device=items.device)
+            src, dst, _ = trajectory_neighbours(
+                self.incidence,
+                self.traj_size,
+                self.hypergraph.nodes["trajectory"].data["end"],
+                items[rows],
+                member[rows],
+                now[rows],
+                self.config.jaccard_threshold,
+                self.config.n_neighbours,
+            )
+            bounds = np.searchsorted(dst.cpu().numpy(), np.arange(len(rows) + 1))
+            found = src.cpu().numpy()
+            for position, key in enumerate(missing):
+                cache[key] = found[bounds[position] : bounds[position + 1]]
+        parts = [cache[key] for key in keys]
+        src = torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0)
+        counts = torch.tensor([len(part) for part in parts], dtype=torch.long)
+        dst = torch.repeat_interleave(torch.arange(len(keys)), counts)
+        return src.long().to(items.device), dst.to(items.device)
 
     # ------------------------------------------------------------------ scores
     def full_sort_predict(self, queries: Queries) -> Tensor:
