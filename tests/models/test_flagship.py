@@ -14,7 +14,7 @@ from tgraph.data.queries import build_queries, context_events, history_index, ta
 from tgraph.data.split import Split, empty_targets, event_targets
 from tgraph.data.synthetic import generate
 from tgraph.models.base import Batch
-from tgraph.models.flagship import STHeteroRec, transition_pairs
+from tgraph.models.flagship import STHeteroRec
 from tgraph.serve.state import LiveState
 from tgraph.train import Trainer
 from tgraph.train.seed import seed_everything
@@ -311,14 +311,6 @@ def test_builds_and_scores_on_nyc(root):
     queries, _ = target_queries(split, "test", model.history_len)
     scores = model.full_sort_predict(queries[:64])
     assert scores.shape == (64, 5135) and torch.isfinite(scores).all()
-
-
-def test_transition_pairs_hand_checked():
-    last = np.array([-1, 7, -1])
-    # time order: user 0 visits 1, 2; user 1 (earlier item 7) visits 3; user 0 visits 4
-    prev, nxt = transition_pairs(np.array([0, 0, 1, 0]), np.array([1, 2, 3, 4]), last)
-    assert sorted(zip(prev.tolist(), nxt.tolist())) == [(1, 2), (2, 4), (7, 3)]
-    assert last.tolist() == [4, 3, -1]
 
 
 def test_repeat_term_hand_checked(split):

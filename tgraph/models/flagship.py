@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from tgraph.data.preprocess import item_coordinates
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
+from tgraph.data.transitions import Transitions
 from tgraph.graph.append import GraphAppender
 from tgraph.graph.spec import ITEM, USER, GraphSpec
 from tgraph.graph.training import has_coordinates, training_heterograph
@@ -50,26 +51,6 @@ SECONDS_PER_DAY = 86400
 #: the ``[n_items, n_items]`` table of distance penalties is kept in memory up to this many
 #: POIs (400 MB); above it the penalties are computed per batch
 MAX_DISTANCE_TABLE_ITEMS = 10_000
-
-
-def transition_pairs(
-    users: np.ndarray, items: np.ndarray, last: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(previous, next)`` items of the consecutive events of each user, the events given in
-    time order (``users``, ``items``); a user's first event follows ``last[user]`` (``-1``: no
-    earlier event, no pair). ``last`` is updated in place to each user's latest item."""
-    order = np.argsort(users, kind="stable")
-    user, item = users[order], items[order]
-    prev = np.empty_like(item)
-    prev[1:] = item[:-1]
-    first = np.ones(len(user), dtype=bool)
-    first[1:] = user[1:] != user[:-1]
-    prev[first] = last[user[first]]
-    final = np.ones(len(user), dtype=bool)
-    final[:-1] = user[:-1] != user[1:]
-    last[user[final]] = item[final]
-    keep = prev >= 0
-    return prev[keep], item[keep]
 
 
 @register("sthrec")
@@ -240,11 +221,11 @@ class STHeteroRec(Recommender):
         self.repeat_weight = nn.Parameter(torch.zeros(self.history_len)) if cfg.use_repeat else None
         self.transition_weight = nn.Parameter(torch.zeros(())) if cfg.use_transition_prior else None
         if cfg.use_transition_prior:
-            events = train.events.sort_values("timestamp", kind="stable")
-            self._last_item = np.full(self.n_users, -1, dtype=np.int64)
+            events = train.events
+            self._tails = Transitions()
             self._counts = sp.csr_matrix((self.n_items + 1, self.n_items), dtype=np.float32)
             self._add_transitions(
-                events["user"].to_numpy(np.int64), events["item"].to_numpy(np.int64)
+                *(events[c].to_numpy(np.int64) for c in ("user", "item", "timestamp"))
             )
         self.seq_encoder = CausalTransformer(
             dim, cfg.n_heads, cfg.ff_dim, cfg.dropout, cfg.n_attn_layers
@@ -260,14 +241,13 @@ class STHeteroRec(Recommender):
             rows = cold_start_rows(self.user_emb.weight, [], [], new.n_users - new.old_users)
             grow_embedding(self.user_emb, [(new.old_users, rows)])
         if self.transition_weight is not None:
-            grow = np.full(new.n_users - len(self._last_item), -1, dtype=np.int64)
-            self._last_item = np.concatenate([self._last_item, grow])
-            self._add_transitions(new.user, new.item)
+            self._add_transitions(new.user, new.item, new.timestamp)
 
-    def _add_transitions(self, users: np.ndarray, items: np.ndarray) -> None:
-        """Add the transitions of events in time order to the counts :math:`C` (row
-        ``n_items``, the padding item of an empty history, stays zero)."""
-        prev, nxt = transition_pairs(users, items, self._last_item)
+    def _add_transitions(self, user: np.ndarray, item: np.ndarray, time: np.ndarray) -> None:
+        """Add the transitions of the events to the counts :math:`C`, each user's first event
+        continuing from its latest folded one (:class:`~tgraph.data.transitions.Transitions`;
+        row ``n_items``, the padding item of an empty history, stays zero)."""
+        prev, nxt = self._tails.pairs(user, item, time)
         ones = np.ones(len(prev), dtype=np.float32)
         shape = self._counts.shape
         self._counts = (self._counts + sp.csr_matrix((ones, (prev, nxt)), shape=shape)).tocsr()
