@@ -14,7 +14,7 @@ from tgraph.data.protocols import getnext_nyc, next_poi_chronological
 from tgraph.data.queries import build_queries, context_events, history_index, target_queries
 from tgraph.data.split import Split, empty_targets, event_targets
 from tgraph.data.synthetic import generate
-from tgraph.errors import ConfigError
+from tgraph.errors import ConfigError, DataError
 from tgraph.graph.sampling import NeighborSampling
 from tgraph.models.base import Batch
 from tgraph.models.flagship import STHeteroRec
@@ -377,6 +377,14 @@ def test_update_adds_transitions_like_a_rebuild(split):
     rebuilt = _model(dataclasses.replace(split, train=merged))
     assert model._counts.nnz > 0
     assert (model._counts != rebuilt._counts).nnz == 0
+    # an event older than its user's latest folded one: refused, counts unchanged (the graph
+    # without transition edges, so that the counter itself refuses it)
+    flat = _model(split, graph={"transitions": False})
+    before = flat._counts.copy()
+    first = split.train.events.iloc[:1].copy()
+    with pytest.raises(DataError, match="older than its last folded event"):
+        flat.update(first)
+    assert (flat._counts != before).nnz == 0
 
 
 def test_distance_table_equals_per_batch_distances(split):
