@@ -464,6 +464,8 @@ def test_sampling_config_errors_name_the_key(split):
     flat = _model(split, n_layers=0)
     with pytest.raises(ConfigError, match="train.sampling.fanouts"):
         flat.use_sampling(NeighborSampling([5]))
+    with pytest.raises(ConfigError, match="train.sampling.sparse"):
+        Trainer(model, split, {"sampling": {"fanouts": [5, 5], "sparse": True}, "progress": False})
 
 
 def test_sampled_model_evaluates_on_the_whole_graph(split):
