@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import dgl
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,8 +14,10 @@ from tgraph.data.protocols import getnext_nyc, next_poi_chronological
 from tgraph.data.queries import build_queries, context_events, history_index, target_queries
 from tgraph.data.split import Split, empty_targets, event_targets
 from tgraph.data.synthetic import generate
+from tgraph.errors import ConfigError, DataError
+from tgraph.graph.sampling import NeighborSampling
 from tgraph.models.base import Batch
-from tgraph.models.flagship import STHeteroRec, transition_pairs
+from tgraph.models.flagship import STHeteroRec
 from tgraph.serve.state import LiveState
 from tgraph.train import Trainer
 from tgraph.train.seed import seed_everything
@@ -313,14 +316,6 @@ def test_builds_and_scores_on_nyc(root):
     assert scores.shape == (64, 5135) and torch.isfinite(scores).all()
 
 
-def test_transition_pairs_hand_checked():
-    last = np.array([-1, 7, -1])
-    # time order: user 0 visits 1, 2; user 1 (earlier item 7) visits 3; user 0 visits 4
-    prev, nxt = transition_pairs(np.array([0, 0, 1, 0]), np.array([1, 2, 3, 4]), last)
-    assert sorted(zip(prev.tolist(), nxt.tolist())) == [(1, 2), (2, 4), (7, 3)]
-    assert last.tolist() == [4, 3, -1]
-
-
 def test_repeat_term_hand_checked(split):
     """The repeat term adds r_k to each history POI, k its position from the end."""
     model = _model(split, use_transition_prior=False).eval()
@@ -382,6 +377,14 @@ def test_update_adds_transitions_like_a_rebuild(split):
     rebuilt = _model(dataclasses.replace(split, train=merged))
     assert model._counts.nnz > 0
     assert (model._counts != rebuilt._counts).nnz == 0
+    # an event older than its user's latest folded one: refused, counts unchanged (the graph
+    # without transition edges, so that the counter itself refuses it)
+    flat = _model(split, graph={"transitions": False})
+    before = flat._counts.copy()
+    first = split.train.events.iloc[:1].copy()
+    with pytest.raises(DataError, match="older than its last folded event"):
+        flat.update(first)
+    assert (flat._counts != before).nnz == 0
 
 
 def test_distance_table_equals_per_batch_distances(split):
@@ -402,3 +405,108 @@ def test_distance_table_equals_per_batch_distances(split):
     )
     for got, expected in zip(table, direct, strict=True):
         torch.testing.assert_close(got, expected)
+
+
+def _grads(model, batch):
+    model.zero_grad()
+    loss = model.calculate_loss(batch)
+    loss.backward()
+    return loss.detach(), {
+        n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+    }
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{"loss": "ce"}, {"loss": "bpr", "use_user_relation": False}, {"loss": "sampled_softmax"}],
+)
+def test_sampled_step_with_full_fanout_equals_the_full_graph_step(split, config):
+    model = _model(split, dropout=0.0, **config).train()
+    queries, _ = target_queries(split, "valid", model.history_len)
+    neg = None if config["loss"] == "ce" else torch.randint(0, split.n_items, (32, 4))
+    batch = Batch(queries[:32], torch.randint(0, split.n_items, (32,)), neg)
+    loss, grads = _grads(model, batch)
+    model.use_sampling(NeighborSampling([-1, -1]))
+    sampled_loss, sampled_grads = _grads(model, batch)
+    torch.testing.assert_close(sampled_loss, loss, rtol=1e-5, atol=1e-6)
+    assert sampled_grads.keys() == grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(sampled_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    # a small fanout reads fewer edges: another (finite) loss, gradients reach the encoder
+    model.use_sampling(NeighborSampling([2, 2]))
+    small_loss, small_grads = _grads(model, batch)
+    assert torch.isfinite(small_loss) and not torch.isclose(small_loss, loss)
+    assert all(small_grads[n].abs().sum() > 0 for n in grads if n.startswith("encoder.layers"))
+
+
+def test_sampled_blocks_read_the_training_graph_only(split):
+    model = _model(split).train()
+    model.use_sampling(NeighborSampling([3, 3]))
+    graph = model.graph
+    assert graph.num_edges("interacts") == len(split.train)
+    queries, _ = target_queries(split, "valid", model.history_len)
+    nodes = {"item": torch.arange(split.n_items), "user": queries.user.unique()}
+    sample = model.sampling.sample_types(graph, nodes)
+    for block in sample.blocks:
+        for etype in block.canonical_etypes:
+            src, dst = block.edges(etype=etype)
+            parent = block.edges[etype].data[dgl.EID]
+            s = block.srcnodes[etype[0]].data[dgl.NID][src]
+            d = block.dstnodes[etype[2]].data[dgl.NID][dst]
+            ps, pd_ = graph.find_edges(parent, etype=etype)
+            assert torch.equal(s, ps) and torch.equal(d, pd_), etype
+
+
+def test_sampling_config_errors_name_the_key(split):
+    model = _model(split)
+    with pytest.raises(ConfigError, match="train.sampling.fanouts.*one fanout per layer \\(2\\)"):
+        Trainer(model, split, {"sampling": {"fanouts": [5]}, "progress": False})
+    flat = _model(split, n_layers=0)
+    with pytest.raises(ConfigError, match="train.sampling.fanouts"):
+        flat.use_sampling(NeighborSampling([5]))
+    with pytest.raises(ConfigError, match="train.sampling.sparse"):
+        Trainer(model, split, {"sampling": {"fanouts": [5, 5], "sparse": True}, "progress": False})
+
+
+def test_sampled_model_evaluates_on_the_whole_graph(split):
+    model = _model(split).eval()
+    queries, _ = target_queries(split, "test", model.history_len)
+    with torch.no_grad():
+        full = model.full_sort_predict(queries)
+        model.use_sampling(NeighborSampling([2, 2], inference_chunk=7))
+        torch.testing.assert_close(model.full_sort_predict(queries), full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_sampled_epochs_with_full_fanout_equal_full_graph_training(split):
+    """Trainer level: 2 epochs, same losses, weights and validation metrics; under
+    ``query_time: known`` a sampled run ends with the same weights (the time is not read).
+    SGD and no time encoding: Adam turns the float noise of a gradient that is 0 in exact
+    arithmetic (the attention's key bias) into full steps, and the time encoding's
+    frequencies multiply gaps of 1e5 s, so that two roundings of one model diverge."""
+    options = {
+        "epochs": 2,
+        "batch_size": 256,
+        "lr": 0.5,
+        "optimizer": "sgd",
+        "progress": False,
+        "metrics": ("mrr", "acc@1"),
+    }
+    runs = []
+    for sampling, query_time in (
+        (None, "hidden"),
+        ({"fanouts": [-1, -1]}, "hidden"),
+        ({"fanouts": [-1, -1]}, "known"),
+    ):
+        data = dataclasses.replace(split, query_time=query_time)
+        model = _model(data, dropout=0.0, use_time_encoding=False)
+        trainer = Trainer(model, data, {**options, "sampling": sampling}, seed=0)
+        trainer.fit()
+        runs.append((model.state_dict(), trainer.history))
+    (full, full_hist), (sampled, sampled_hist), (known, known_hist) = runs
+    assert [r.loss for r in sampled_hist] == pytest.approx([r.loss for r in full_hist], rel=1e-5)
+    for a, b, c in zip(full_hist, sampled_hist, known_hist):
+        assert a.valid == pytest.approx(b.valid, abs=1e-6) and b.valid == c.valid
+    for key, value in full.items():
+        torch.testing.assert_close(sampled[key], value, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(known[key], sampled[key], rtol=0, atol=0)

@@ -167,7 +167,7 @@ class Recommender(nn.Module):
             raise ConfigError(
                 f"{type(self).__name__} cannot train on sampled neighbourhoods{self.sampling_note}",
                 key="train.sampling",
-                fix="remove train.sampling, or use lightgcn, ngcf or hetero_gnn",
+                fix="remove train.sampling, or use lightgcn, ngcf, hetero_gnn or sthrec",
             )
         if sparse and (sampling is None or not self.supports_sparse_gradients):
             raise ConfigError(

@@ -21,7 +21,9 @@ from torch import Tensor, nn
 from tgraph.data.preprocess import item_coordinates
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
+from tgraph.data.transitions import Transitions
 from tgraph.graph.append import GraphAppender
+from tgraph.graph.sampling import NeighborSampling
 from tgraph.graph.spec import ITEM, USER, GraphSpec
 from tgraph.graph.training import has_coordinates, training_heterograph
 from tgraph.models.base import (
@@ -50,26 +52,6 @@ SECONDS_PER_DAY = 86400
 #: the ``[n_items, n_items]`` table of distance penalties is kept in memory up to this many
 #: POIs (400 MB); above it the penalties are computed per batch
 MAX_DISTANCE_TABLE_ITEMS = 10_000
-
-
-def transition_pairs(
-    users: np.ndarray, items: np.ndarray, last: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(previous, next)`` items of the consecutive events of each user, the events given in
-    time order (``users``, ``items``); a user's first event follows ``last[user]`` (``-1``: no
-    earlier event, no pair). ``last`` is updated in place to each user's latest item."""
-    order = np.argsort(users, kind="stable")
-    user, item = users[order], items[order]
-    prev = np.empty_like(item)
-    prev[1:] = item[:-1]
-    first = np.ones(len(user), dtype=bool)
-    first[1:] = user[1:] != user[:-1]
-    prev[first] = last[user[first]]
-    final = np.ones(len(user), dtype=bool)
-    final[:-1] = user[:-1] != user[1:]
-    last[user[final]] = item[final]
-    keep = prev >= 0
-    return prev[keep], item[keep]
 
 
 @register("sthrec")
@@ -126,6 +108,17 @@ class STHeteroRec(Recommender):
     term), ``use_transition_prior`` (no :math:`C` term). Trained with full
     cross-entropy by default; dropout only in training, so eval mode is deterministic.
 
+    **Sampled training** (``train.sampling: {fanouts: [k_1, ..., k_L]}``, one fanout per
+    graph layer; full-graph propagation without it). Each training batch propagates the
+    graph encoder over the blocks sampled around the nodes it reads: its users, its history
+    POIs and the scored POIs (every POI for the default ``ce`` loss), ``k_l`` in-edges per
+    node and relation, the means over the sampled neighbours
+    (:meth:`~tgraph.nn.hetero_encoder.HeteroEncoder.sampled_forward`, built from the training
+    graph only); the sequence encoder and the other terms are unchanged. Evaluation
+    propagates the whole graph layer by layer in chunks
+    (:meth:`~tgraph.nn.hetero_encoder.HeteroEncoder.layerwise`). With full fanout (``-1``)
+    and no graph dropout a sampled step equals the full-graph one to float rounding.
+
     **Update.** :meth:`update` appends the new events' edges to the heterograph
     (:class:`~tgraph.graph.append.GraphAppender`; the timed relations and their norms equal a
     rebuild on all events); histories come with the queries. A new user's graph row is the
@@ -137,6 +130,7 @@ class STHeteroRec(Recommender):
     """
 
     supports_update = True
+    supports_sampling = True
 
     class Config(ModelConfig):
         loss: Loss = "ce"
@@ -240,11 +234,11 @@ class STHeteroRec(Recommender):
         self.repeat_weight = nn.Parameter(torch.zeros(self.history_len)) if cfg.use_repeat else None
         self.transition_weight = nn.Parameter(torch.zeros(())) if cfg.use_transition_prior else None
         if cfg.use_transition_prior:
-            events = train.events.sort_values("timestamp", kind="stable")
-            self._last_item = np.full(self.n_users, -1, dtype=np.int64)
+            events = train.events
+            self._tails = Transitions()
             self._counts = sp.csr_matrix((self.n_items + 1, self.n_items), dtype=np.float32)
             self._add_transitions(
-                events["user"].to_numpy(np.int64), events["item"].to_numpy(np.int64)
+                *(events[c].to_numpy(np.int64) for c in ("user", "item", "timestamp"))
             )
         self.seq_encoder = CausalTransformer(
             dim, cfg.n_heads, cfg.ff_dim, cfg.dropout, cfg.n_attn_layers
@@ -260,21 +254,45 @@ class STHeteroRec(Recommender):
             rows = cold_start_rows(self.user_emb.weight, [], [], new.n_users - new.old_users)
             grow_embedding(self.user_emb, [(new.old_users, rows)])
         if self.transition_weight is not None:
-            grow = np.full(new.n_users - len(self._last_item), -1, dtype=np.int64)
-            self._last_item = np.concatenate([self._last_item, grow])
-            self._add_transitions(new.user, new.item)
+            self._add_transitions(new.user, new.item, new.timestamp)
 
-    def _add_transitions(self, users: np.ndarray, items: np.ndarray) -> None:
-        """Add the transitions of events in time order to the counts :math:`C` (row
-        ``n_items``, the padding item of an empty history, stays zero)."""
-        prev, nxt = transition_pairs(users, items, self._last_item)
+    def _add_transitions(self, user: np.ndarray, item: np.ndarray, time: np.ndarray) -> None:
+        """Add the transitions of the events to the counts :math:`C`, each user's first event
+        continuing from its latest folded one (:class:`~tgraph.data.transitions.Transitions`;
+        row ``n_items``, the padding item of an empty history, stays zero)."""
+        prev, nxt = self._tails.pairs(user, item, time)
         ones = np.ones(len(prev), dtype=np.float32)
         shape = self._counts.shape
         self._counts = (self._counts + sp.csr_matrix((ones, (prev, nxt)), shape=shape)).tocsr()
 
     def propagate(self) -> dict[str, Tensor]:
-        """Graph embeddings of every node type (cached in eval mode)."""
+        """Graph embeddings of the users and POIs (cached in eval mode; layer by layer in
+        chunks in eval mode when training is sampled)."""
+        if self.sampling is not None and not self.training:
+            chunk = self.sampling.inference_chunk
+            return self.eval_cached(lambda: self.encoder.layerwise(self.graph, chunk))
         return self.eval_cached(lambda: self.encoder(self.graph))
+
+    def check_sampling(self, sampling: NeighborSampling) -> None:
+        self.encoder.check_sampling(sampling)
+
+    def sampled_propagate(self, queries: Queries, items: Tensor | None) -> dict[str, Tensor]:
+        """:meth:`propagate`'s tables for a training batch from its sampled blocks
+        (``train.sampling``): the rows it reads (the queries' users, their history POIs and
+        the scored ``items``, ``None``: every POI) come from the blocks around those nodes,
+        the other rows are zero (and read by nothing)."""
+        assert self.sampling is not None and queries.hist_items is not None
+        every = torch.arange(self.n_items, device=queries.user.device)
+        scored = every if items is None else items.flatten()
+        hist = queries.hist_items[queries.hist_mask]
+        nodes = {ITEM: torch.unique(torch.cat([hist, scored]))}
+        if USER in self.encoder.outputs:
+            nodes[USER] = torch.unique(queries.user)
+        rows = self.encoder.sampled_forward(self.graph, self.sampling, nodes)
+        return {
+            nt: x.new_zeros(self.graph.num_nodes(nt), x.shape[1]).index_put((nodes[nt],), x)
+            for nt, x in rows.items()
+        }
 
     # ------------------------------------------------------------------ sequence
     def time_slots(self, queries: Queries) -> tuple[Tensor, Tensor]:
@@ -399,9 +417,15 @@ class STHeteroRec(Recommender):
 
     # ------------------------------------------------------------------ scores
     def _scores(
-        self, queries: Queries, items: Tensor | None, exclude: Tensor | None = None
+        self,
+        queries: Queries,
+        items: Tensor | None,
+        exclude: Tensor | None = None,
+        z: dict[str, Tensor] | None = None,
     ) -> Tensor:
-        z = self.propagate()
+        """Scores of ``items`` (``None``: every POI); ``z``: the graph embeddings
+        (default: :meth:`propagate`)."""
+        z = self.propagate() if z is None else z
         q = self.query_embedding(queries, z)
         if items is None:
             scores = q @ z[ITEM].T
@@ -427,9 +451,12 @@ class STHeteroRec(Recommender):
 
     def calculate_loss(self, batch: Batch) -> Tensor:
         """The base class's loss, each training sample's own transition left out of the
-        transition prior (see the class docstring)."""
+        transition prior (see the class docstring); with ``train.sampling`` the graph
+        embeddings come from the batch's sampled blocks (:meth:`sampled_propagate`)."""
         items = scored_items(batch, self.config.loss)
-        scores = self._scores(batch.queries, items, exclude=batch.pos_item)
+        queries = batch.queries
+        z = None if self.sampling is None else self.sampled_propagate(queries, items)
+        scores = self._scores(queries, items, exclude=batch.pos_item, z=z)
         loss = loss_from_scores(self.config.loss, scores, batch.pos_item)
         return loss + self.regularization(batch)
 

@@ -13,9 +13,8 @@ from torch import Tensor
 
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.errors import ConfigError
 from tgraph.graph.append import GraphAppender
-from tgraph.graph.sampling import NeighborSampling, block_degrees
+from tgraph.graph.sampling import NeighborSampling
 from tgraph.graph.spec import ITEM, USER, GraphSpec
 from tgraph.graph.training import training_heterograph
 from tgraph.models.base import (
@@ -105,12 +104,7 @@ class HeteroGNN(EmbeddingRecommender):
         return self.eval_cached(lambda: self.encoder(self.graph))
 
     def check_sampling(self, sampling: NeighborSampling) -> None:
-        if sampling.n_layers != self.config.n_layers:
-            raise ConfigError(
-                f"{sampling.n_layers} fanouts for a model with {self.config.n_layers} layers",
-                key="train.sampling.fanouts",
-                fix=f"give one fanout per layer ({self.config.n_layers})",
-            )
+        self.encoder.check_sampling(sampling)
 
     def calculate_loss(self, batch: Batch) -> Tensor:
         """The loss of :class:`~tgraph.models.base.Recommender`; with ``train.sampling`` the
@@ -120,12 +114,9 @@ class HeteroGNN(EmbeddingRecommender):
         users = batch.queries.user
         items = scored_items(batch, self.config.loss)
         every = torch.arange(self.n_items, device=users.device) if items is None else items
-        graph = self.graph
-        sample = self.sampling.sample_types(graph, {USER: users, ITEM: every.flatten()})
-        degrees = [block_degrees(graph, block) for block in sample.blocks]
-        out = self.encoder.block_forward(sample.blocks, degrees)
-        query_emb = out[USER][sample.inverse[USER]]
-        item_emb = out[ITEM][sample.inverse[ITEM]]
+        nodes = {USER: users, ITEM: every.flatten()}
+        out = self.encoder.sampled_forward(self.graph, self.sampling, nodes)
+        query_emb, item_emb = out[USER], out[ITEM]
         if items is None:
             scores = query_emb @ item_emb.T
         else:

@@ -13,7 +13,7 @@ from torch import Tensor
 from tgraph.data.interactions import Interactions
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
-from tgraph.errors import DataError
+from tgraph.data.transitions import Transitions
 from tgraph.models.base import ModelConfig, Recommender
 from tgraph.models.registry import register
 from tgraph.models.update import NewEvents
@@ -57,9 +57,7 @@ class Markov(Recommender):
 
     def fit(self, train: Interactions) -> Markov:
         self._item_counts = np.zeros(0, dtype=np.int64)
-        # each user's last event (item -1: none yet): where its next transition starts
-        self._tail_item = np.full(self.n_users, -1, dtype=np.int64)
-        self._tail_time = np.zeros(self.n_users, dtype=np.int64)
+        self._tails = Transitions(self.config.max_gap)
         self.indptr = torch.zeros(self.n_items + 1, dtype=torch.long, device=self.indptr.device)
         self.indices = self.indices[:0]
         self.counts = self.counts[:0]
@@ -86,40 +84,15 @@ class Markov(Recommender):
     def _transitions(
         self, user: np.ndarray, item: np.ndarray, time: np.ndarray, n_items: int
     ) -> None:
-        """Count the transitions of time-sorted events (ties: arrival order) after each
-        user's tail, merged into the CSR counts over ``n_items`` items (nothing changes when
-        an event is older than its user's tail: DataError)."""
-        grow = max(0, int(user.max()) + 1 - len(self._tail_item))
-        self._tail_item = np.append(self._tail_item, np.full(grow, -1, dtype=np.int64))
-        self._tail_time = np.append(self._tail_time, np.zeros(grow, dtype=np.int64))
-        order = np.lexsort((np.arange(len(user)), time, user))
-        user, item, time = user[order], item[order], time[order]
-        first = np.r_[True, user[1:] != user[:-1]]
-        tail = first & (self._tail_item[user] >= 0)
-        late = tail & (time < self._tail_time[user])
-        if late.any():
-            index = int(np.flatnonzero(late)[0])
-            row = int(order[index])
-            raise DataError(
-                f"an event of user {user[index]} is older than its last folded event",
-                source="update events",
-                column="timestamp",
-                row=row,
-                fix="fold each user's events in time order",
-            )
-        prev_item, prev_time = np.r_[-1, item[:-1]], np.r_[0, time[:-1]]
-        prev_item[first] = self._tail_item[user[first]]
-        prev_time[first] = self._tail_time[user[first]]
-        keep = prev_item >= 0
-        if self.config.max_gap is not None:
-            keep &= (time - prev_time) <= self.config.max_gap
-        last = np.r_[user[1:] != user[:-1], True]
-        self._tail_item[user[last]], self._tail_time[user[last]] = item[last], time[last]
+        """Merge the transitions of the events (:class:`~tgraph.data.transitions.Transitions`:
+        after each user's latest folded event; an event older than it raises DataError and
+        changes nothing) into the CSR counts over ``n_items`` items."""
+        prev, nxt = self._tails.pairs(user, item, time)
         n = n_items
         indptr = self.indptr.cpu().numpy()
         old_src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        key = np.r_[old_src * n + self.indices.cpu().numpy(), prev_item[keep] * n + item[keep]]
-        weight = np.r_[self.counts.cpu().numpy(), np.ones(int(keep.sum()), dtype=np.float32)]
+        key = np.r_[old_src * n + self.indices.cpu().numpy(), prev * n + nxt]
+        weight = np.r_[self.counts.cpu().numpy(), np.ones(len(prev), dtype=np.float32)]
         key, inverse = np.unique(key, return_inverse=True)
         counts = np.bincount(inverse, weights=weight, minlength=len(key))
         src, dst = key // n, key % n

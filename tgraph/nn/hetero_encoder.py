@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dgl
 import torch
 from torch import Tensor, nn
 
-from tgraph.graph.sampling import Degrees, block_degrees, full_blocks
+from tgraph.errors import ConfigError
+from tgraph.graph.sampling import Degrees, NeighborSampling, block_degrees, full_blocks
 from tgraph.nn.relation_conv import Norm, RelationConv
 
 
@@ -103,6 +104,30 @@ class HeteroEncoder(nn.Module):
             h = {nt: self.dropout(torch.tanh(x)) for nt, x in out.items()}
             total = {nt: total[nt] + h[nt][: n_out[nt]] for nt in total}
         return {nt: x / (len(self.layers) + 1) for nt, x in total.items()}
+
+    def sampled_forward(
+        self, graph: dgl.DGLGraph, sampling: NeighborSampling, nodes: Mapping[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """:meth:`block_forward` over ``sampling``'s blocks of ``graph`` around ``nodes``
+        (``{ntype: ids}`` of ``outputs`` types, any order, repeats allowed): ``{ntype: [len(ids),
+        dim]}``, the rows of ``nodes[ntype]`` in their order. With full fanout (``-1``) and no
+        dropout it equals :meth:`forward`'s rows to float rounding."""
+        sample = sampling.sample_types(graph, dict(nodes))
+        degrees = [block_degrees(graph, block) for block in sample.blocks]
+        out = self.block_forward(sample.blocks, degrees)
+        return {nt: out[nt][sample.inverse[nt]] for nt in nodes}
+
+    def check_sampling(self, sampling: NeighborSampling) -> None:
+        """Refuse (ConfigError, key ``train.sampling.fanouts``) a sampler whose number of
+        fanouts is not the number of layers."""
+        n_layers = len(self.layers)
+        if sampling.n_layers != n_layers:
+            raise ConfigError(
+                f"{sampling.n_layers} fanouts {sampling.fanouts} for a graph encoder with "
+                f"{n_layers} layers",
+                key="train.sampling.fanouts",
+                fix=f"give one fanout per layer ({n_layers})",
+            )
 
     @torch.no_grad()
     def layerwise(self, graph: dgl.DGLGraph, chunk: int) -> dict[str, Tensor]:
