@@ -407,6 +407,26 @@ def test_distance_table_equals_per_batch_distances(split):
         torch.testing.assert_close(got, expected)
 
 
+def test_distance_rows_without_table_equal_the_pairwise_penalties(split):
+    """Without the table (above MAX_DISTANCE_TABLE_ITEMS POIs), one row per distinct last item
+    gives the penalties of every (last item, POI) pair: repeated last items, the padding item
+    and POIs without coordinates (rows and columns of zeros) included."""
+    model = _model(split).eval()
+    del model.log_km
+    model.item_known[::7] = False  # some POIs without coordinates
+    queries, _ = target_queries(split, "test", model.history_len)
+    last = torch.cat([queries.last_item, torch.tensor([split.n_items, 7, 7, 8])])
+    n = split.n_items
+    pairs = model._pair_km(last.unsqueeze(1).expand(-1, n), torch.arange(n).expand(len(last), -1))
+    expected = torch.log1p(pairs / 0.1)
+    got = model._log_km(last, None)
+    assert got.shape == (len(last), n)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    unknown = ~model.item_known[last]
+    assert unknown.any() and (got[unknown] == 0).all()
+    assert (got[:, ::7] == 0).all() and (got[~unknown] > 0).float().mean() > 0.5
+
+
 def _grads(model, batch):
     model.zero_grad()
     loss = model.calculate_loss(batch)

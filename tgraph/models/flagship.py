@@ -50,7 +50,7 @@ from tgraph.nn.relation_conv import Norm
 
 SECONDS_PER_DAY = 86400
 #: the ``[n_items, n_items]`` table of distance penalties is kept in memory up to this many
-#: POIs (400 MB); above it the penalties are computed per batch
+#: POIs (400 MB); above it the penalties are computed per batch, one row per distinct last POI
 MAX_DISTANCE_TABLE_ITEMS = 10_000
 
 
@@ -96,7 +96,9 @@ class STHeteroRec(Recommender):
     history POI to its target) is left out of :math:`C` (leave-one-out), so that :math:`a`
     is fitted on counts that do not contain the answer, as in validation and test.
     Distances are read from an ``[n_items, n_items]`` table computed once (up to
-    :data:`MAX_DISTANCE_TABLE_ITEMS` POIs; the same values as computing them per batch).
+    :data:`MAX_DISTANCE_TABLE_ITEMS` POIs; the same values as computing them per batch);
+    above it, each batch computes one row per distinct last POI (the same values up to float
+    rounding).
 
     **Ablations** (config flags): ``graph.locations: false`` (no region nodes: no ``visits``,
     ``in_location``, ``near``), ``graph.transitions: false`` (no ``transition`` edges),
@@ -337,10 +339,22 @@ class STHeteroRec(Recommender):
             if targets.dim() == 1:
                 return rows.gather(1, targets.unsqueeze(1)).squeeze(1)
             return rows.gather(1, targets)
-        all_items = torch.arange(self.n_items, device=last.device)
-        targets_ = all_items.expand(len(last), -1) if targets is None else targets
-        last_ = last.view(-1, *([1] * (targets_.dim() - 1))).expand(targets_.shape)
-        return torch.log1p(self._pair_km(last_, targets_) / 0.1)
+        if targets is None:
+            return self._log_km_rows(last)
+        last_ = last.view(-1, *([1] * (targets.dim() - 1))).expand(targets.shape)
+        return torch.log1p(self._pair_km(last_, targets) / 0.1)
+
+    def _log_km_rows(self, last: Tensor) -> Tensor:
+        """``[B, n_items]`` penalties from each of the ``[B]`` last items to every POI, without
+        the table: one row per distinct last item, the haversine of its coordinates broadcast
+        against every POI's (no ``[B, n_items]`` gathers of coordinates); the values of
+        :meth:`_pair_km` up to float rounding."""
+        distinct, inverse = torch.unique(last, return_inverse=True)
+        a, b = self.item_latlon[distinct].unsqueeze(1), self.item_latlon[:-1]
+        km = haversine_km(a[..., 0], a[..., 1], b[:, 0], b[:, 1])
+        known = self.item_known[distinct].unsqueeze(1) & self.item_known[:-1]
+        rows = torch.log1p(torch.where(known, km, torch.zeros_like(km)) / 0.1)
+        return rows[inverse]
 
     def _transition_entries(
         self, last: Tensor, exclude: Tensor | None
