@@ -34,7 +34,9 @@ from torch import Tensor
 from tgraph.data import data_root, protocols
 from tgraph.models.flagship import STHeteroRec
 from tgraph.train import Trainer, seed_everything
-from tgraph.train.trainer import gradient_step
+
+# sibling script (this folder is on sys.path when run as a script): the same gradient steps
+from sthgcn_step import steps  # isort: skip
 
 
 class PerBatch(STHeteroRec):
@@ -46,27 +48,6 @@ class PerBatch(STHeteroRec):
         targets_ = all_items.expand(len(last), -1) if targets is None else targets
         last_ = last.view(-1, *([1] * (targets_.dim() - 1))).expand(targets_.shape)
         return torch.log1p(self._pair_km(last_, targets_) / 0.1)
-
-
-def steps(trainer: Trainer, batches: list[Tensor]) -> float:
-    """Process CPU seconds of one gradient step (loss, backward, Adam) on each of
-    ``batches``."""
-    assert trainer._samples is not None and trainer.optimizer is not None
-    queries, positives = trainer._samples
-    trainer.model.train()
-    start = time.process_time()
-    for index in batches:
-        gradient_step(
-            trainer.model,
-            trainer.optimizer,
-            None,
-            queries[index],
-            positives[index],
-            0,
-            trainer.negatives_generator,
-            trainer.device,
-        )
-    return time.process_time() - start
 
 
 def subnormals(model: STHeteroRec, trainer: Trainer, index: Tensor, repeats: int = 5) -> None:
