@@ -255,3 +255,34 @@ def test_heads_must_divide_the_transformer_width(split):
 
     with pytest.raises(ConfigError, match=r"poi_dim \+ user_dim \+ time_dim = 40 .* n_heads=3"):
         _model(split, n_heads=3)
+
+
+def test_loss_equals_the_value_of_the_padded_code(split):
+    """The training loss on a fixed-seed case (dropout 0) is the one the code before the
+    length groups gave (commit db30037: one Transformer pass over the padded batch)."""
+    model = _model(split, dropout=0.0, gcn_dropout=0.0).train()
+    queries, _ = target_queries(split, "valid", model.history_len)
+    positives = torch.randint(
+        0, split.n_items, (len(queries),), generator=torch.Generator().manual_seed(0)
+    )
+    loss = model.calculate_loss(Batch(queries, positives))
+    assert float(loss) == pytest.approx(19.241024017333984, abs=1e-4)
+
+
+def test_length_groups_give_the_padded_outputs(split):
+    """Encoding by groups of similar length gives the one padded pass's outputs at every real
+    position (a query without history: position 0), and gradients flow through every group."""
+    model = _model(split).eval()
+    queries, _ = target_queries(split, "valid", model.history_len)
+    poi = model.poi_embeddings()
+    _, items, _, length = model.encode(queries, poi)
+    groups = torch.ceil(torch.log2(length.clamp(min=1).double())).unique()
+    assert len(groups) >= 3 and items.shape[1] > 1  # several groups, several widths
+    x = torch.randn(len(queries), items.shape[1], model.dim, requires_grad=True)
+    grouped = model._encode_by_length(x, length)
+    padded = model.encoder(x)
+    real = torch.arange(items.shape[1]) < length.clamp(min=1).unsqueeze(1)
+    torch.testing.assert_close(grouped[real], padded[real], rtol=1e-5, atol=1e-5)
+    (grouped[real] * torch.randn_like(grouped[real])).sum().backward()
+    assert x.grad is not None and bool((x.grad[real].abs().sum(-1) > 0).all())
+    assert bool((x.grad[~real] == 0).all())  # the padding is inert

@@ -232,7 +232,30 @@ class GETNext(Recommender):
         fused = F.leaky_relu(self.fuse(torch.cat([table[items], user], -1)), 0.2)
         x = torch.cat([fused, self.time2vec(tau)], -1) * math.sqrt(self.dim)
         x = self.input_dropout(x + self.positional[: items.shape[1]])
-        return self.encoder(x), items, tau, length
+        return self._encode_by_length(x, length), items, tau, length
+
+    def _encode_by_length(self, x: Tensor, length: Tensor) -> Tensor:
+        """The encoder's outputs ``[B, L, d]`` at each query's real positions (``< max(length,
+        1)``; what is after them, zeros or outputs over padding, nothing reads).
+
+        Under the causal mask the trailing padding is inert, so the queries are encoded in
+        groups of similar length (lengths in ``(2^(k-1), 2^k]``), each group cut to its
+        longest: the same outputs at the real positions, without the Transformer's work on
+        the padding (most of a batch: most current trajectories are short, one long one sets
+        the batch's width)."""
+        width = x.shape[1]
+        real = length.clamp(min=1)
+        group = torch.ceil(torch.log2(real.double())).long()
+        if len(group) == 0 or bool((group == group[0]).all()):
+            return self.encoder(x)
+        order = group.argsort(stable=True)
+        pieces = []
+        for rows in torch.split(order, torch.bincount(group[order]).tolist()):
+            if len(rows) == 0:
+                continue
+            cut = int(real[rows].max())
+            pieces.append(F.pad(self.encoder(x[rows, :cut]), (0, 0, 0, width - cut)))
+        return torch.cat(pieces)[order.argsort()]
 
     # ------------------------------------------------------------------ scores
     def _forward(self, queries: Queries) -> tuple[Tensor, Tensor]:
