@@ -35,9 +35,11 @@ from typing import Any
 # tgraph before torch: importing it sets OMP_WAIT_POLICY=PASSIVE (docs/scale.md)
 import tgraph  # noqa: F401  # isort: skip
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from tgraph.data import data_root, protocols
+from tgraph.data.queries import Queries
 from tgraph.graph.hypergraph import CHECKIN_IN, trajectory_neighbours
 from tgraph.models.getnext import GETNext
 from tgraph.models.sthgcn import STHGCN
@@ -79,10 +81,17 @@ class OldSTHGCN(STHGCN):
 
 
 class OldGETNext(GETNext):
-    """The old code path: the Transformer runs over the whole batch, padding included."""
+    """The old code path (commit db30037): the input and the Transformer run over the whole
+    batch, padded to its longest current trajectory."""
 
-    def _encode_by_length(self, x: Tensor, length: Tensor) -> Tensor:
-        return self.encoder(x)
+    def encode(self, queries: Queries, poi: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        items, tau, length = self.trajectory(queries)
+        table = torch.cat([poi, poi.new_zeros(1, poi.shape[1])])
+        user = self.user_emb(queries.user).unsqueeze(1).expand(-1, items.shape[1], -1)
+        fused = F.leaky_relu(self.fuse(torch.cat([table[items], user], -1)), 0.2)
+        x = torch.cat([fused, self.time2vec(tau)], -1) * math.sqrt(self.dim)
+        x = self.input_dropout(x + self.positional[: items.shape[1]])
+        return self.encoder(x), items, tau, length
 
 
 #: model -> (old class, new class, model config, training options of sthgcn_nyc.yaml)
