@@ -131,13 +131,14 @@ class Transitions:
                 column="trajectory",
                 fix="pass a 'trajectory' column",
             )
-        code, names = pd.factorize(np.asarray(trajectory, dtype=object))
-        pair, first = np.unique(user * len(names) + code, return_index=True)
-        new: dict[tuple, int] = {}
-        number = np.empty(len(pair), dtype=np.int64)
-        for k, row in enumerate(first.tolist()):
-            key = (int(user[row]), names[code[row]])
-            number[k] = self.groups.get(key, -1)
-            if number[k] < 0:  # (user, code) pairs are distinct: so are the keys
-                number[k] = new[key] = len(self.groups) + len(new)
-        return number[np.searchsorted(pair, user * len(names) + code)], new
+        code, values = pd.factorize(np.asarray(trajectory, dtype=object))
+        _, first, inverse = np.unique(
+            user * len(values) + code, return_index=True, return_inverse=True
+        )
+        trajectories = np.asarray(values, dtype=object)[code[first]].tolist()
+        keys = list(zip(user[first].tolist(), trajectories, strict=True))
+        number = np.array([self.groups.get(key, -1) for key in keys], dtype=np.int64)
+        fresh = np.flatnonzero(number < 0)  # (user, code) pairs are distinct: so are the keys
+        number[fresh] = len(self.groups) + np.arange(len(fresh))
+        new = dict(zip([keys[k] for k in fresh.tolist()], number[fresh].tolist(), strict=True))
+        return number[inverse.reshape(-1)], new
