@@ -7,8 +7,9 @@ is ranked once, with the selected weights, and with ``eval.mode: streaming`` a s
 :class:`~tgraph.eval.streaming.StreamingEvaluator`, the same weights following the stream.
 
 Launched by torchrun with several processes (``tgraph run --nproc N``), every rank trains every
-run (data-parallel, see :mod:`tgraph.train.distributed`); rank 0 alone checks and writes the
-run directories, ranks the test part and writes the summary.
+run (data-parallel, see :mod:`tgraph.train.distributed`) and ranks a share of its test queries;
+rank 0 alone checks and writes the run directories, gathers the test ranks and writes the
+summary.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from tgraph.config import ExperimentConfig
 from tgraph.data import protocols
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError, RunDirError
-from tgraph.eval.streaming import StreamingEvaluator
+from tgraph.eval.evaluator import EvalResult
+from tgraph.eval.streaming import StreamingEvaluator, StreamingResult
 from tgraph.runs import RunDir, RunMetrics, safe_run_path
 from tgraph.train import distributed
-from tgraph.train.recipe import RunSpec, resolve_run, train_one
+from tgraph.train.recipe import RunSpec, TrainedRun, resolve_run, train_one
 
 log = logging.getLogger(__name__)
 
@@ -65,19 +67,10 @@ def run_model(
             resume=decision.action == "resume",
         )
         trainer = trained.trainer
-        metric_names = tuple(m.lower() for m in spec.experiment.metrics)
-        result = trainer.evaluate("test", metric_names)
+        result, streaming = rank_test(split_, spec, trained)
+        assert result is not None  # rank 0's
         log.info("%s seed %d: test %s", spec.label, spec.seed, result.metrics)
-        streaming = None
-        if spec.experiment.eval.mode == "streaming":  # the same weights, then updated
-            streaming = StreamingEvaluator(
-                split_,
-                metric_names,
-                refit=spec.train.refit,
-                finetune_steps=spec.experiment.eval.finetune_steps,
-                finetune_options=spec.train.model_dump(),
-                progress=spec.train.progress,
-            ).evaluate(trained.model)
+        if streaming is not None:
             log.info("%s seed %d: streaming test %s", spec.label, spec.seed, streaming.metrics)
     selected = next(r for r in trainer.history if r.epoch == trainer.best_epoch and r.validated)
     metrics = RunMetrics(
@@ -98,6 +91,28 @@ def run_model(
         metrics, result.per_query, None if streaming is None else streaming.result.per_query
     )
     return metrics
+
+
+def rank_test(
+    split_: Split, spec: RunSpec, trained: TrainedRun
+) -> tuple[EvalResult | None, StreamingResult | None]:
+    """Rank the test part with the trained run's weights (and, with ``eval.mode: streaming``,
+    follow the stream from them). With several processes every rank calls it and ranks a
+    share of the queries; rank 0 gets the results, the other ranks ``None``."""
+    ctx = distributed.context()
+    metric_names = tuple(m.lower() for m in spec.experiment.metrics)
+    result = trained.trainer.evaluate_sharded("test", metric_names)
+    streaming = None
+    if spec.experiment.eval.mode == "streaming":  # the same weights, then updated
+        streaming = StreamingEvaluator(
+            split_,
+            metric_names,
+            refit=spec.train.refit,
+            finetune_steps=spec.experiment.eval.finetune_steps,
+            finetune_options=spec.train.model_dump(),
+            progress=spec.train.progress and ctx.is_main,
+        ).evaluate_sharded(trained.model, ctx.rank, ctx.world_size)
+    return result, streaming
 
 
 def plan(config: ExperimentConfig) -> list[RunSpec]:
@@ -174,10 +189,15 @@ def run_experiment(
             for spec in specs
         ]
     actions = distributed.broadcast(actions, ctx)
-    if not ctx.is_main:  # train alongside rank 0, which writes
+    if not ctx.is_main:  # train and test alongside rank 0, which writes
         for spec, action in zip(specs, actions, strict=True):
             if action.action != "done":
-                train_one(split_, spec.entry, spec.seed, config, resume=action.action == "resume")
+                resumed = action.action == "resume"
+                trained = train_one(split_, spec.entry, spec.seed, config, resume=resumed)
+                rank_test(split_, spec, trained)
+                # freed now, as rank 0 frees its own: a DistDGL run's distributed embedding
+                # is deleted on the servers when its trainer goes, on every rank alike
+                del trained
         return pd.DataFrame()
     rows = [run_model(split_, spec, resume=resume, overwrite=overwrite) for spec in specs]
     summary = summarise(rows, config.metrics)

@@ -36,7 +36,7 @@ from tgraph.models.flagship import STHeteroRec
 from tgraph.train import Trainer, seed_everything
 
 # sibling script (this folder is on sys.path when run as a script): the same gradient steps
-from sthgcn_step import steps  # isort: skip
+from next_poi_step import steps  # isort: skip
 
 
 class PerBatch(STHeteroRec):

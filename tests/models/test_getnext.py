@@ -255,3 +255,49 @@ def test_heads_must_divide_the_transformer_width(split):
 
     with pytest.raises(ConfigError, match=r"poi_dim \+ user_dim \+ time_dim = 40 .* n_heads=3"):
         _model(split, n_heads=3)
+
+
+def test_loss_equals_the_value_of_the_padded_code(split):
+    """The training loss on a fixed-seed case (dropout 0) is the one the code before the
+    length groups gave (commit db30037: one Transformer pass over the padded batch)."""
+    model = _model(split, dropout=0.0, gcn_dropout=0.0).train()
+    queries, _ = target_queries(split, "valid", model.history_len)
+    positives = torch.randint(
+        0, split.n_items, (len(queries),), generator=torch.Generator().manual_seed(0)
+    )
+    loss = model.calculate_loss(Batch(queries, positives))
+    assert float(loss) == pytest.approx(19.241024017333984, abs=1e-4)
+
+
+def _padded_encode(model, queries):
+    """The old code's encoder pass (one Transformer pass over the batch padded to its
+    longest current trajectory), for comparison."""
+    items, tau, _ = model.trajectory(queries)
+    poi = model.poi_embeddings()
+    table = torch.cat([poi, poi.new_zeros(1, poi.shape[1])])
+    user = model.user_emb(queries.user).unsqueeze(1).expand(-1, items.shape[1], -1)
+    fused = torch.nn.functional.leaky_relu(model.fuse(torch.cat([table[items], user], -1)), 0.2)
+    x = torch.cat([fused, model.time2vec(tau)], -1) * model.dim**0.5
+    return model.encoder(model.input_dropout(x + model.positional[: items.shape[1]]))
+
+
+def test_length_groups_give_the_padded_outputs(split):
+    """Encoding by groups of similar length gives the padded pass's outputs at every real
+    position (a query without history: position 0), and the same gradients."""
+    model = _model(split).eval()
+    queries, _ = target_queries(split, "valid", model.history_len)
+    out, items, _, length = model.encode(queries, model.poi_embeddings())
+    groups = torch.ceil(torch.log2(length.clamp(min=1).double())).unique()
+    assert len(groups) >= 3 and items.shape[1] > 1  # several groups, several widths
+    real = torch.arange(items.shape[1]) < length.clamp(min=1).unsqueeze(1)
+    padded = _padded_encode(model, queries)
+    torch.testing.assert_close(out[real], padded[real], rtol=1e-5, atol=1e-5)
+    weight = torch.randn_like(out[real])
+    grads = []
+    for outputs in (out, padded):
+        model.zero_grad()
+        (outputs[real] * weight).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 10
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], rtol=1e-4, atol=1e-4, msg=name)

@@ -37,11 +37,14 @@ previous path, kept in ``experiments/benchmarks/full_ranking.py``, which measure
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -194,6 +197,31 @@ def ground_truth_ranks(
     return rank.sort(dim=1).values
 
 
+@contextmanager
+def settled(rank: int, world_size: int) -> Iterator[None]:
+    """Around one rank's share of a sharded evaluation: if it raises on any of the
+    ``world_size`` ranks, it raises on all of them (the rank's own error, or a
+    ``RuntimeError`` naming the rank that failed) instead of leaving the others waiting at
+    the gather for the process group's timeout."""
+    error: Exception | None = None
+    try:
+        yield
+    except Exception as raised:
+        if world_size == 1:
+            raise
+        error = raised
+    if world_size == 1:
+        return
+    errors: list[str | None] = [None] * world_size
+    dist.all_gather_object(errors, None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if failed:
+        where, message = failed[0]
+        raise RuntimeError(f"the evaluation failed on rank {where} ({message})")
+
+
 class Evaluator:
     """Ranks the targets of ``split.targets(part)`` with a model.
 
@@ -271,6 +299,20 @@ class Evaluator:
     @torch.no_grad()
     def evaluate(self, model: Recommender) -> EvalResult:
         """Evaluate in eval mode (the model's mode is restored afterwards)."""
+        result = self.evaluate_sharded(model, 0, 1)
+        assert result is not None  # one process is rank 0
+        return result
+
+    @torch.no_grad()
+    def evaluate_sharded(self, model: Recommender, rank: int, world_size: int) -> EvalResult | None:
+        """:meth:`evaluate` shared by the ``world_size`` processes of the default
+        ``torch.distributed`` group, each with its own identical replica of ``model``. Every
+        rank must call it. The queries are cut into the batches one process scores (most
+        targets first, ``batch_size`` queries each); rank ``r`` scores and ranks batches
+        ``r, r + world_size, ...``, and rank 0 gathers every batch's ranks and returns the
+        result; the other ranks return ``None``. Each batch is the one a single process
+        scores, so the ranks, metrics and per-query rows are those of :meth:`evaluate`
+        (bit for bit when the model scores a batch deterministically)."""
         was_training = model.training
         model.eval()
         queries = self.queries(model.history_len)
@@ -278,16 +320,27 @@ class Evaluator:
         # most targets first: each batch then holds queries with similar numbers of targets
         # and count_at_least runs its passes over prefixes of the scores without a copy
         order = np.argsort(-np.diff(self.gt_ptr), kind="stable")
-        chunks = []
         starts = range(0, n, self.batch_size)
-        for lo in tqdm(starts, desc=f"eval {self.part}", disable=not self.progress, leave=False):
-            rows = order[lo : lo + self.batch_size]
-            chunks.append(self.rank(model, queries[torch.from_numpy(rows)], rows))
+        mine = starts[rank::world_size]
+        chunks: dict[int, np.ndarray] = {}
+        with settled(rank, world_size):
+            for lo in tqdm(mine, desc=f"eval {self.part}", disable=not self.progress, leave=False):
+                rows = order[lo : lo + self.batch_size]
+                chunks[lo] = self.rank(model, queries[torch.from_numpy(rows)], rows)
         model.train(was_training)
-        width = max(c.shape[1] for c in chunks)
+        if world_size > 1:
+            gathered: list[dict[int, np.ndarray]] | None = [{}] * world_size if rank == 0 else None
+            dist.gather_object(chunks, gathered, dst=0)
+            if gathered is None:
+                return None
+            chunks = {lo: ranks for part in gathered for lo, ranks in part.items()}
+        width = max(c.shape[1] for c in chunks.values())
         ranks = np.full((n, width), np.inf)
         ranks[order] = np.concatenate(
-            [np.pad(c, ((0, 0), (0, width - c.shape[1])), constant_values=np.inf) for c in chunks]
+            [
+                np.pad(c, ((0, 0), (0, width - c.shape[1])), constant_values=np.inf)
+                for _, c in sorted(chunks.items())
+            ]
         )
         return self.result([ranks])
 

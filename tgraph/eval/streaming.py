@@ -50,16 +50,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from tgraph.compare import paired_tests
 from tgraph.data.queries import own_offsets
 from tgraph.data.split import Split
-from tgraph.eval.evaluator import EvalResult, Evaluator
+from tgraph.eval.evaluator import EvalResult, Evaluator, settled
 from tgraph.models.base import Recommender
 from tgraph.runs import RunDir
 from tgraph.runs.records import StreamingMetrics
 from tgraph.serve.state import LiveState
+from tgraph.train import distributed
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,20 @@ class StreamingEvaluator:
     def evaluate(self, model: Recommender) -> StreamingResult:
         """Replay the stream into ``model`` (it is changed: pass a model you may modify) and
         rank every test query on the way; the model's mode is restored afterwards."""
+        result = self.evaluate_sharded(model, 0, 1)
+        assert result is not None  # one process is rank 0
+        return result
+
+    def evaluate_sharded(
+        self, model: Recommender, rank: int, world_size: int
+    ) -> StreamingResult | None:
+        """:meth:`evaluate` shared by the ``world_size`` processes of the default
+        ``torch.distributed`` group (every rank calls it with its own identical replica):
+        every rank replays the whole stream into its replica (with ``finetune_steps``, its
+        parameters are checked equal on all ranks afterwards) and ranks every
+        ``world_size``-th query in ranking order from its ``rank``-th; rank 0 gathers the
+        ranks and latencies and returns the result (the other ranks ``None``), whose metrics
+        and per-query rows, latencies aside, are those of :meth:`evaluate`."""
         if not model.supports_update:
             raise NotImplementedError(
                 f"{type(model).__name__} cannot fold new events in (no update), so it cannot "
@@ -170,17 +186,33 @@ class StreamingEvaluator:
         ranks = [np.empty((1, 0))] * n
         latency = np.zeros(n)
         ingested, updates, ingest_s = 0, 0, 0.0
-        for i in tqdm(range(len(instants)), disable=not self.progress, desc="stream test"):
-            if cut[i] > ingested:
-                start = time.perf_counter()
-                self._ingest(state, model, self.replay.iloc[ingested : cut[i]])
-                ingest_s += time.perf_counter() - start
-                ingested, updates = int(cut[i]), updates + 1
-            for row in order[bounds[i] : bounds[i + 1]]:
-                start = time.perf_counter()
-                ranks[row] = self._rank_one(state, model, int(row))
-                latency[row] = time.perf_counter() - start
+        with settled(rank, world_size):  # a failure on one rank raises on all
+            for i in tqdm(range(len(instants)), disable=not self.progress, desc="stream test"):
+                if cut[i] > ingested:
+                    start = time.perf_counter()
+                    self._ingest(state, model, self.replay.iloc[ingested : cut[i]])
+                    ingest_s += time.perf_counter() - start
+                    ingested, updates = int(cut[i]), updates + 1
+                for position in range(bounds[i], bounds[i + 1]):
+                    if position % world_size != rank:
+                        continue
+                    row = int(order[position])
+                    start = time.perf_counter()
+                    ranks[row] = self._rank_one(state, model, row)
+                    latency[row] = time.perf_counter() - start
         model.train(was_training)
+        if world_size > 1:
+            ctx = distributed.Context(rank, world_size)
+            if self.finetune_steps:
+                distributed.check_replicas(model, ctx)
+            mine = [(row, ranks[row], latency[row]) for row in order[rank::world_size]]
+            gathered: list[Any] | None = [None] * world_size if rank == 0 else None
+            dist.gather_object(mine, gathered, dst=0)
+            if gathered is None:
+                return None
+            for part in gathered:
+                for row, row_ranks, seconds in part:
+                    ranks[row], latency[row] = row_ranks, seconds
         result = self.evaluator.result(ranks)
         result.per_query["latency_ms"] = latency * 1e3
         metrics = StreamingMetrics(

@@ -4,7 +4,8 @@ The timed relations of :mod:`tgraph.graph.spec` keep one edge per event, so new 
 add edges: ``interacts`` and ``visits`` (the item's region) and ``at_slot`` (the local time
 slot) one per event, ``transition`` one per consecutive pair of a user's (and trajectory's)
 events at most ``max_gap_seconds`` apart, the first new event of a group continuing from the
-group's last folded one (:class:`GraphAppender` keeps those tails). Reverse relations get the
+group's last folded one (:class:`~tgraph.data.transitions.Transitions`, the one counter of
+transitions, keeps those tails). Reverse relations get the
 same edges reversed, and the degree norms of every changed relation are recomputed
 (:func:`~tgraph.graph.build.add_degree_norm`). The result has the edges, edge data and norms
 of :func:`~tgraph.graph.build.build_graph` on all the events (edge order aside), provided each
@@ -28,22 +29,17 @@ from dataclasses import dataclass, field
 
 import dgl
 import numpy as np
-import pandas as pd
 import torch
 
-from tgraph.data.geo import haversine
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import time_features
+from tgraph.data.transitions import Transitions
 from tgraph.errors import DataError
-from tgraph.graph.build import add_degree_norm
+from tgraph.graph.build import add_degree_norm, transition_data
 from tgraph.graph.spec import AT_SLOT, INTERACTS, ITEM, TRANSITION, USER, VISITS, GraphSpec, reverse
 
 SOURCE = "update events"
 Etype = tuple[str, str, str]
-
-
-def _group_keys(with_trajectory: bool) -> list[str]:
-    return ["user", "trajectory"] if with_trajectory else ["user"]
 
 
 @dataclass
@@ -53,9 +49,8 @@ class GraphAppender:
     appended but not yet flushed into the graph."""
 
     spec: GraphSpec
-    with_trajectory: bool
-    #: (user,) or (user, trajectory) -> (item, timestamp) of the group's last folded event
-    tails: dict[tuple, tuple[int, int]]
+    #: the last folded event of every transition group (user, or user and trajectory)
+    transitions: Transitions
     #: relation -> queued (src, dst, edge data) blocks, in order
     queued: dict[Etype, list[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]] = field(
         default_factory=dict
@@ -65,12 +60,9 @@ class GraphAppender:
 
     @classmethod
     def from_train(cls, train: Interactions, spec: GraphSpec) -> GraphAppender:
-        with_trajectory = train.has("trajectory")
-        keys = _group_keys(with_trajectory)
-        last = train.events.groupby(keys, sort=False).tail(1)
-        groups = zip(*(last[k].tolist() for k in keys), strict=True)
-        values = zip(last["item"].tolist(), last["timestamp"].tolist(), strict=True)
-        return cls(spec, with_trajectory, dict(zip(groups, values, strict=True)))
+        transitions = Transitions(spec.max_gap_seconds, train.has("trajectory"))
+        transitions.steps_of(train)
+        return cls(spec, transitions)
 
     def append(self, graph: dgl.DGLGraph, events: Interactions, n_users: int) -> None:
         """Queue the edges of ``events`` (time-sorted, codes of ``graph``'s items; users up to
@@ -146,7 +138,10 @@ class GraphAppender:
                 )
             out[VISITS] = (user, region, {"timestamp": ts.clone()})
         if TRANSITION in present:
-            out[TRANSITION] = self._transitions(graph, ev)
+            steps = self.transitions.steps_of(events)
+            latlon = graph.nodes[ITEM].data.get("latlon")
+            latlon = None if latlon is None else latlon.cpu().numpy()
+            out[TRANSITION] = (steps.prev, steps.next, transition_data(steps, latlon))
         if AT_SLOT in present:
             slot = time_features(events, self.spec.time_slots)["slot"].to_numpy()
             out[AT_SLOT] = (item, slot, {"timestamp": ts.clone()})
@@ -154,60 +149,3 @@ class GraphAppender:
             et: (tensor(s), tensor(d), {k: v.to(device) for k, v in data.items()})
             for et, (s, d, data) in out.items()
         }
-
-    def _transitions(
-        self, graph: dgl.DGLGraph, ev: pd.DataFrame
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, torch.Tensor]]:
-        """Transitions of the new events after their groups' tails, in the new events'
-        (time) order; the tails move to the groups' last new events."""
-        keys = _group_keys(self.with_trajectory)
-        if self.with_trajectory and "trajectory" not in ev.columns:
-            raise DataError(
-                "the graph's transitions are per trajectory; the events lack it",
-                source=SOURCE,
-                column="trajectory",
-                fix="pass a 'trajectory' column",
-            )
-        ids: dict[tuple, int] = {}  # group key -> group number, in order of appearance
-        keyed = zip(*(ev[k].tolist() for k in keys), strict=True)
-        group = np.array([ids.setdefault(key, len(ids)) for key in keyed], dtype=np.int64)
-        groups = list(ids)
-        tails = [self.tails.get(key, (-1, 0)) for key in groups]
-        tail_item = np.array([t[0] for t in tails], dtype=np.int64)
-        tail_time = np.array([t[1] for t in tails], dtype=np.int64)
-        # by group, then arrival (the events are time-sorted)
-        order = np.lexsort((np.arange(len(ev)), group))
-        group = group[order]
-        item = ev["item"].to_numpy(np.int64)[order]
-        time = ev["timestamp"].to_numpy(np.int64)[order]
-        first = np.r_[True, group[1:] != group[:-1]]
-        prev_item, prev_time = np.r_[-1, item[:-1]], np.r_[0, time[:-1]]
-        prev_item[first], prev_time[first] = tail_item[group[first]], tail_time[group[first]]
-        keep = prev_item >= 0
-        late = keep & (time < prev_time)
-        if late.any():
-            raise DataError(
-                "an event is older than the last folded event of its user",
-                source=SOURCE,
-                column="timestamp",
-                row=int(order[np.flatnonzero(late)[0]]),
-                fix="fold each user's events in time order",
-            )
-        if self.spec.max_gap_seconds is not None:
-            keep &= time - prev_time <= self.spec.max_gap_seconds
-        last = np.r_[group[1:] != group[:-1], True]
-        for index, tail in zip(group[last], zip(item[last], time[last], strict=True), strict=True):
-            self.tails[groups[index]] = (int(tail[0]), int(tail[1]))
-        pair = np.flatnonzero(keep)
-        pair = pair[np.argsort(order[pair], kind="stable")]  # in the events' order
-        prev, nxt = prev_item[pair], item[pair]
-        data = {
-            "timestamp": torch.tensor(time[pair]),
-            "gap": torch.tensor(time[pair] - prev_time[pair]),
-        }
-        if "latlon" in graph.nodes[ITEM].data:
-            latlon = graph.nodes[ITEM].data["latlon"].cpu().numpy()
-            a, b = latlon[prev], latlon[nxt]
-            km = haversine(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
-            data["dist_km"] = torch.tensor(km, dtype=torch.float32)
-        return prev, nxt, data

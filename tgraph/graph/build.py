@@ -33,6 +33,7 @@ from tgraph.data.preprocess import (
     radius_pois,
     time_features,
 )
+from tgraph.data.transitions import Steps, Transitions
 from tgraph.errors import DataError
 from tgraph.graph.hetero import GraphMeta, TemporalHeteroGraph, time_span
 from tgraph.graph.spec import (
@@ -56,25 +57,15 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- relations
-def _transitions(train: Interactions, spec: GraphSpec) -> tuple[np.ndarray, ...]:
-    """Positions (prev, next) in ``train.events`` of consecutive events of one user (and one
-    trajectory when present) at most ``spec.max_gap_seconds`` apart."""
-    ev = train.events
-    keys = [ev["user"].to_numpy()]
-    if train.has("trajectory"):
-        keys.insert(0, pd.factorize(ev["trajectory"])[0])
-    # events are time-sorted (stable); lexsort keeps that order within each group
-    order = np.lexsort([np.arange(len(ev)), *keys])
-    prev, nxt = order[:-1], order[1:]
-    same = np.ones(len(prev), dtype=bool)
-    for key in keys:
-        same &= key[prev] == key[nxt]
-    if spec.max_gap_seconds is not None:
-        ts = ev["timestamp"].to_numpy()
-        same &= ts[nxt] - ts[prev] <= spec.max_gap_seconds
-    prev, nxt = prev[same], nxt[same]
-    by_time = np.argsort(nxt, kind="stable")  # edges in the events' (time) order
-    return prev[by_time], nxt[by_time]
+def transition_data(steps: Steps, latlon: np.ndarray | None) -> dict[str, torch.Tensor]:
+    """Edge data of ``transition`` edges: the later event's ``timestamp``, the ``gap`` from
+    the earlier one (seconds) and, with item coordinates ``latlon``, ``dist_km``."""
+    data = {"timestamp": torch.tensor(steps.time), "gap": torch.tensor(steps.gap)}
+    if latlon is not None:
+        a, b = latlon[steps.prev], latlon[steps.next]
+        km = haversine(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
+        data["dist_km"] = torch.tensor(km, dtype=torch.float32)
+    return data
 
 
 def _near(centres: np.ndarray, spec: GraphSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -273,14 +264,9 @@ def build_graph(
     if spec.locations:
         _locations(train, spec, parts)
     if spec.transitions:
-        prev, nxt = _transitions(train, spec)
-        data = {"timestamp": ts[nxt], "gap": ts[nxt] - ts[prev]}
-        if parts.latlon is not None:
-            a, b = parts.latlon[item[prev]], parts.latlon[item[nxt]]
-            km = haversine(a[:, 0], a[:, 1], b[:, 0], b[:, 1])
-            data["dist_km"] = torch.tensor(km, dtype=torch.float32)
-        parts.add(TRANSITION, item[prev], item[nxt], **data)
-        parts.report["transitions"] = len(prev)
+        steps = Transitions(spec.max_gap_seconds, train.has("trajectory")).steps_of(train)
+        parts.add(TRANSITION, steps.prev, steps.next, **transition_data(steps, parts.latlon))
+        parts.report["transitions"] = len(steps.prev)
     if spec.time_slots:
         parts.num_nodes[TIMESLOT] = spec.time_slots
         parts.ndata[TIMESLOT] = {"id": torch.arange(spec.time_slots)}

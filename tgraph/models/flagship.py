@@ -262,7 +262,7 @@ class STHeteroRec(Recommender):
         """Add the transitions of the events to the counts :math:`C`, each user's first event
         continuing from its latest folded one (:class:`~tgraph.data.transitions.Transitions`;
         row ``n_items``, the padding item of an empty history, stays zero)."""
-        prev, nxt = self._tails.pairs(user, item, time)
+        prev, nxt, *_ = self._tails.steps(user, item, time)
         ones = np.ones(len(prev), dtype=np.float32)
         shape = self._counts.shape
         self._counts = (self._counts + sp.csr_matrix((ones, (prev, nxt)), shape=shape)).tocsr()

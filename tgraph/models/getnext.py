@@ -225,14 +225,39 @@ class GETNext(Recommender):
 
     def encode(self, queries: Queries, poi: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Transformer outputs ``[B, L, d]`` over the current trajectories, with their items,
-        times of day and lengths (:meth:`trajectory`)."""
+        times of day and lengths (:meth:`trajectory`). Only each query's real positions
+        (``< max(length, 1)``) hold outputs; nothing reads the others (zeros, or outputs over
+        padding).
+
+        Under the causal mask the trailing padding is inert, so the queries are encoded in
+        groups of similar length (lengths in ``(2^(k-1), 2^k]``), each cut to its longest: the
+        same outputs at the real positions, without the work on the padding (most of a batch:
+        most current trajectories are short, and one long one sets the batch's width)."""
         items, tau, length = self.trajectory(queries)
         table = torch.cat([poi, poi.new_zeros(1, poi.shape[1])])
-        user = self.user_emb(queries.user).unsqueeze(1).expand(-1, items.shape[1], -1)
+        user = self.user_emb(queries.user)
+        real = length.clamp(min=1)
+        group = torch.ceil(torch.log2(real.double())).long()
+        if len(group) == 0 or bool((group == group[0]).all()):
+            return self._encode_rows(table, items, tau, user), items, tau, length
+        out = poi.new_zeros(len(length), items.shape[1], self.dim)
+        order = group.argsort(stable=True)
+        for rows in torch.split(order, torch.bincount(group[order]).tolist()):
+            if len(rows):
+                cut = int(real[rows].max())
+                out[rows, :cut] = self._encode_rows(
+                    table, items[rows, :cut], tau[rows, :cut], user[rows]
+                )
+        return out, items, tau, length
+
+    def _encode_rows(self, table: Tensor, items: Tensor, tau: Tensor, user: Tensor) -> Tensor:
+        """The Transformer over check-ins ``items`` / ``tau`` ``[b, l]`` of users with
+        embeddings ``user`` ``[b, user_dim]``; ``table``: the POI embeddings, padding row
+        last."""
+        user = user.unsqueeze(1).expand(-1, items.shape[1], -1)
         fused = F.leaky_relu(self.fuse(torch.cat([table[items], user], -1)), 0.2)
         x = torch.cat([fused, self.time2vec(tau)], -1) * math.sqrt(self.dim)
-        x = self.input_dropout(x + self.positional[: items.shape[1]])
-        return self.encoder(x), items, tau, length
+        return self.encoder(self.input_dropout(x + self.positional[: items.shape[1]]))
 
     # ------------------------------------------------------------------ scores
     def _forward(self, queries: Queries) -> tuple[Tensor, Tensor]:

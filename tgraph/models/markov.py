@@ -87,7 +87,7 @@ class Markov(Recommender):
         """Merge the transitions of the events (:class:`~tgraph.data.transitions.Transitions`:
         after each user's latest folded event; an event older than it raises DataError and
         changes nothing) into the CSR counts over ``n_items`` items."""
-        prev, nxt = self._tails.pairs(user, item, time)
+        prev, nxt, *_ = self._tails.steps(user, item, time)
         n = n_items
         indptr = self.indptr.cpu().numpy()
         old_src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))

@@ -26,16 +26,17 @@ negatives from the :class:`~dgl.distributed.DistGraph` (``dgl.dataloading.Neighb
 rows on the servers, and the dense layers (NGCF's) are trained by the run's optimiser with
 their gradients averaged across trainers by DDP. With full fanouts the loss and gradients are
 exactly the one-process model's on the batch (tested). Every epoch the trainers read the
-whole table back into their local model, which rank 0 validates and, after selection, tests
-and writes, as in any run; after training the trainers' parameters (table copy and dense
+whole table back into their local model, so the trainers validate and, after selection, test
+together as DDP ranks do (each ranks a share of the queries, rank 0 gathers and writes); after
+training the trainers' parameters (table copy and dense
 layers) are compared as DDP replicas are.
 
 Supported: ``lightgcn`` and ``ngcf`` with a sampled loss (``bpr`` / ``sampled_softmax``).
 Not supported (a ``ConfigError``): other models, the full ``ce`` loss, ``refit``,
 ``--resume`` (the optimiser state lives on the servers), ``weight_decay`` (the models'
-``reg_weight`` is their L2). Validation and test still rank on one machine (rank 0 holds
-every embedding and its own copy of the training graph): the engine distributes training,
-not evaluation.
+``reg_weight`` is their L2). Every trainer holds every embedding and its own copy of the
+training graph for evaluation: the engine spreads the training graph's sampling and the
+embedding table's updates, not the evaluation's memory.
 """
 
 from __future__ import annotations

@@ -21,8 +21,14 @@ and model from the same seed. The :class:`~tgraph.train.trainer.Trainer` then
   they are compared (:func:`check_replicas`) after training. A loss that leaves parameters
   unused (none of the shipped models' does) is found on the first batch, before DDP wraps
   it, and DDP then looks for unused parameters at every step (``find_unused_parameters``);
-* validates on rank 0 only and broadcasts the metrics and times, so early stopping, learning
-  rate decay and time budgets decide alike on every rank;
+* validates on all ranks together: the validation queries are cut into the batches one
+  process scores, rank ``r`` ranks every ``N``-th batch from batch ``r`` with its own replica,
+  and rank 0 gathers the ranks, computes the metrics (equal to one process's evaluation of the
+  same weights, per query and in order) and broadcasts them with its time, so early
+  stopping, the best epoch, learning rate decay and time budgets decide alike on every rank
+  (:meth:`~tgraph.eval.evaluator.Evaluator.evaluate_sharded`);
+* ranks the test part the same way after training (and the streaming evaluation: every rank
+  replays the whole stream into its replica and ranks every ``N``-th query);
 * writes the run directory (curve, checkpoints, results, summary) from rank 0 only.
 
 ``--resume`` continues such a run with the same number of processes: the last checkpoint

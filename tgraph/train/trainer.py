@@ -27,7 +27,8 @@ keep the old values), and every change is recorded on the next curve record.
 
 Launched by torchrun with several processes (``tgraph run --nproc N``), the trainer trains
 data-parallel: each rank a disjoint shard of every epoch, gradients averaged by DDP,
-validation on rank 0, files written by rank 0 (see :mod:`tgraph.train.distributed`).
+validation shared by the ranks (each ranks a share of the queries, rank 0 the metrics), files
+written by rank 0 (see :mod:`tgraph.train.distributed`).
 
 With ``train.sampling`` the graph models train on neighbour-sampled blocks around each
 batch instead of the whole graph, and are evaluated by layer-wise full-graph inference in
@@ -313,9 +314,11 @@ class Trainer:
         return distributed.on_any_rank(any(g is None for g in grads), self.dist)
 
     def _validate(self) -> tuple[dict[str, float], float]:
-        """Validation metrics and seconds, computed by rank 0 and the same on every rank."""
+        """Validation metrics and seconds, the same on every rank: each rank ranks its share
+        of the queries, rank 0 computes the metrics and sends them (with its seconds)."""
         start = time.perf_counter()
-        metrics = self.evaluator.evaluate(self.model).metrics if self.dist.is_main else None
+        result = self.evaluator.evaluate_sharded(self.model, self.dist.rank, self.dist.world_size)
+        metrics = None if result is None else result.metrics
         seconds = time.perf_counter() - start
         return distributed.broadcast((metrics, seconds), self.dist)
 
@@ -451,10 +454,22 @@ class Trainer:
     def evaluate(
         self, part: str = "test", metrics: tuple[str, ...] | list[str] | None = None
     ) -> EvalResult:
-        """Rank ``part`` with the current weights (after :meth:`fit`: the best, or refitted)."""
+        """Rank ``part`` with the current weights (after :meth:`fit`: the best, or refitted),
+        in this process alone."""
+        return self._evaluator(part, metrics).evaluate(self.model)
+
+    def evaluate_sharded(
+        self, part: str = "test", metrics: tuple[str, ...] | list[str] | None = None
+    ) -> EvalResult | None:
+        """:meth:`evaluate` shared by the ranks (every rank must call it): each ranks its share
+        of the queries, rank 0 returns the result (that of :meth:`evaluate`), the others
+        ``None`` (:meth:`Evaluator.evaluate_sharded`). One process: :meth:`evaluate`."""
+        evaluator = self._evaluator(part, metrics)
+        return evaluator.evaluate_sharded(self.model, self.dist.rank, self.dist.world_size)
+
+    def _evaluator(self, part: str, metrics: tuple[str, ...] | list[str] | None) -> Evaluator:
         metrics = metrics or self.config.metrics
-        evaluator = Evaluator(self.split, part, metrics, self.config.eval_batch_size)
-        return evaluator.evaluate(self.model)
+        return Evaluator(self.split, part, metrics, self.config.eval_batch_size)
 
     # ------------------------------------------------------------------ bookkeeping
     def _update_best(self, metrics: dict[str, float]) -> None:
