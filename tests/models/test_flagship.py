@@ -311,6 +311,9 @@ def test_builds_and_scores_on_nyc(root):
     graph = model.graph
     assert graph.num_edges("interacts") == len(split.train) == 113013
     assert graph.num_nodes("location") == 100 and graph.num_nodes("item") == 5135
+    # NYC reads its distance penalties from the table (the path of the published sthrec_nyc
+    # numbers), not the per-batch rows used above MAX_DISTANCE_TABLE_ITEMS POIs
+    assert model.log_km.shape == (5136, 5135)
     queries, _ = target_queries(split, "test", model.history_len)
     scores = model.full_sort_predict(queries[:64])
     assert scores.shape == (64, 5135) and torch.isfinite(scores).all()
