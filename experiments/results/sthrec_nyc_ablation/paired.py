@@ -1,22 +1,27 @@
-"""The flagship's ablations on NYC (seed 0): each variant paired with the full model.
+"""The flagship's ablations on NYC: each variant paired with the full model, over the seeds run.
 
-Per-query test results of the full model (``../sthrec_nyc/sthrec_seed0.csv``) and of each
-variant (``sthrec_<variant>_seed0.csv``), same split and seed; paired t-test and Wilcoxon
-signed-rank test (:func:`tgraph.compare.paired_tests`), Holm-adjusted per metric and test over
-the variants. Writes ``ablation.md``.
+Per-query test results of the full model (``../sthrec_nyc/sthrec_seed<k>.csv``) and of each
+variant (``sthrec_<variant>_seed<k>.csv``), same split and seeds. A variant's row uses the seeds
+it has; the full model's figures in that row use the same seeds. Mean ± std over seeds; paired
+t-test and Wilcoxon signed-rank test (:func:`tgraph.compare.paired_tests`) on the per-query
+values averaged over those seeds, Holm-adjusted per metric and test over the variants. Writes
+``ablation.md``.
 
     python experiments/results/sthrec_nyc_ablation/paired.py
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from tgraph.compare import holm, paired_tests
 
 HERE = Path(__file__).parent
+FULL = HERE.parent / "sthrec_nyc"
 METRICS = ["acc@1", "acc@10", "mrr"]
 VARIANTS = [
     ("no_locations", "without location (region) nodes: graph.locations false"),
@@ -29,36 +34,51 @@ VARIANTS = [
 ]
 
 
+def seeds_of(folder: Path, stem: str) -> list[int]:
+    pattern = re.compile(rf"{stem}_seed(\d+)\.csv")
+    return sorted(int(m.group(1)) for f in folder.iterdir() if (m := pattern.fullmatch(f.name)))
+
+
+def load(folder: Path, stem: str, seeds: list[int]) -> list[pd.DataFrame]:
+    return [pd.read_csv(folder / f"{stem}_seed{s}.csv").set_index("query") for s in seeds]
+
+
+def mean_std(frames: list[pd.DataFrame], metric: str) -> str:
+    values = np.array([f[metric].mean() for f in frames])
+    spread = f" ± {values.std(ddof=1):.4f}" if len(values) > 1 else ""
+    return f"{values.mean():.4f}{spread}"
+
+
 def main() -> None:
-    full = pd.read_csv(HERE.parent / "sthrec_nyc" / "sthrec_seed0.csv").set_index("query")
     rows = []
     for name, label in VARIANTS:
-        variant = pd.read_csv(HERE / f"sthrec_{name}_seed0.csv").set_index("query")
-        assert variant.index.equals(full.index), name
-        row = {"variant": label}
+        seeds = seeds_of(HERE, f"sthrec_{name}")
+        variant, full = load(HERE, f"sthrec_{name}", seeds), load(FULL, "sthrec", seeds)
+        for v, f in zip(variant, full):
+            assert v.index.equals(f.index), name
+        row: dict = {"variant": label, "seeds": ",".join(map(str, seeds))}
         for metric in METRICS:
-            p_t, p_w = paired_tests(variant[metric].to_numpy(float), full[metric].to_numpy(float))
-            row[metric] = variant[metric].mean()
-            row[f"{metric} diff"] = variant[metric].mean() - full[metric].mean()
+            v_mean = sum(v[metric].to_numpy(float) for v in variant) / len(seeds)
+            f_mean = sum(f[metric].to_numpy(float) for f in full) / len(seeds)
+            p_t, p_w = paired_tests(v_mean, f_mean)
+            row[metric], row[f"{metric} full"] = mean_std(variant, metric), mean_std(full, metric)
+            row[f"{metric} diff"] = v_mean.mean() - f_mean.mean()
             row[f"{metric} p_t"], row[f"{metric} p_w"] = p_t, p_w
         rows.append(row)
     table = pd.DataFrame(rows)
     for metric in METRICS:
         for kind in ("p_t", "p_w"):
             table[f"{metric} {kind} holm"] = holm(table[f"{metric} {kind}"].to_numpy())
-    head = [
-        "| variant (seed 0) | " + " | ".join(f"{m} (diff; Holm p t / W)" for m in METRICS) + " |"
-    ]
-    head.append("|---|" + "---|" * len(METRICS))
-    head.append("| full sthrec | " + " | ".join(f"{full[m].mean():.4f}" for m in METRICS) + " |")
+    cols = " | ".join(f"{m}: variant (full; diff; Holm p t / W)" for m in METRICS)
+    lines = [f"| variant | seeds | {cols} |", "|---|---|" + "---|" * len(METRICS)]
     for r in table.to_dict("records"):
         cells = []
         for m in METRICS:
             p_t, p_w = r[f"{m} p_t holm"], r[f"{m} p_w holm"]
-            cells.append(f"{r[m]:.4f} ({r[f'{m} diff']:+.4f}; {p_t:.2g} / {p_w:.2g})")
-        head.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
-    (HERE / "ablation.md").write_text("\n".join(head) + "\n")
-    print("\n".join(head))
+            cells.append(f"{r[m]} ({r[f'{m} full']}; {r[f'{m} diff']:+.4f}; {p_t:.2g} / {p_w:.2g})")
+        lines.append(f"| {r['variant']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    (HERE / "ablation.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
