@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 import tgraph.models as models
-from tests.models.helpers import make_interactions
+from tests.models.helpers import split_from_parts
 from tgraph.data.protocols import next_poi_chronological
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
@@ -45,24 +45,7 @@ def multi_target_split(n_users: int = 67, n_items: int = 50, per_user: int = 12)
     rank = events.groupby("user")["timestamp"].rank(ascending=False)
     events.loc[rank <= 3, "timestamp"] = 1000 * events["user"] + per_user  # one instant
     parts = {"train": events[rank > 4], "valid": events[rank == 4], "test": events[rank <= 3]}
-    tables = {
-        name: make_interactions(part.itertuples(index=False), n_users, n_items)
-        for name, part in parts.items()
-    }
-    targets = {}
-    for name in ("valid", "test"):
-        frame = tables[name].events[["user", "item", "timestamp"]].copy()
-        frame.insert(0, "query", frame["user"].to_numpy())
-        targets[name] = frame
-    return Split(
-        train=tables["train"],
-        valid=tables["valid"],
-        test=tables["test"],
-        valid_targets=targets["valid"],
-        test_targets=targets["test"],
-        mask_history=True,
-        protocol="multi",
-    )
+    return split_from_parts(parts, n_users, n_items, protocol="multi")
 
 
 def next_poi_split() -> Split:

@@ -46,6 +46,31 @@ def tiny_split(mask_history: bool = True) -> Split:
     )
 
 
+def split_from_parts(
+    parts: dict[str, pd.DataFrame], n_users: int, n_items: int, protocol: str
+) -> Split:
+    """A masked split from ``train`` / ``valid`` / ``test`` event frames (user, item, timestamp):
+    each user's validation (test) events are one query keyed by the user."""
+    tables = {
+        name: make_interactions(part.itertuples(index=False), n_users, n_items)
+        for name, part in parts.items()
+    }
+    targets = {}
+    for name in ("valid", "test"):
+        frame = tables[name].events[["user", "item", "timestamp"]].copy()
+        frame.insert(0, "query", frame["user"].to_numpy())
+        targets[name] = frame
+    return Split(
+        train=tables["train"],
+        valid=tables["valid"],
+        test=tables["test"],
+        valid_targets=targets["valid"],
+        test_targets=targets["test"],
+        mask_history=True,
+        protocol=protocol,
+    )
+
+
 def random_split(n_users: int = 60, n_items: int = 30, per_user: int = 10, seed: int = 0) -> Split:
     """A planted-cluster split: users and items in 3 groups, users pick items of their group
     (every 4th user has one early event outside it). Each user's last event is the test
@@ -67,24 +92,7 @@ def random_split(n_users: int = 60, n_items: int = 30, per_user: int = 10, seed:
         "valid": events[events["timestamp"] == last - 1],
         "test": events[events["timestamp"] == last],
     }
-    tables = {
-        name: make_interactions(part.itertuples(index=False), n_users, n_items)
-        for name, part in parts.items()
-    }
-    targets = {}
-    for name in ("valid", "test"):
-        frame = tables[name].events[["user", "item", "timestamp"]].copy()
-        frame.insert(0, "query", frame["user"].to_numpy())
-        targets[name] = frame
-    return Split(
-        train=tables["train"],
-        valid=tables["valid"],
-        test=tables["test"],
-        valid_targets=targets["valid"],
-        test_targets=targets["test"],
-        mask_history=True,
-        protocol="random",
-    )
+    return split_from_parts(parts, n_users, n_items, protocol="random")
 
 
 def synthetic_acc10(name: str, config: dict) -> tuple[float, float]:
