@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from tgraph.analysis.plots import mark_x, new_figure, save_png
 from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import time_features
+from tgraph.data.transitions import Transitions
 from tgraph.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -341,35 +342,36 @@ def plot_power_spectrum(
 
 # ---------------------------------------------------------------------------- gaps
 def consecutive_events(inter: Interactions, max_gap_s: float | None = None) -> pd.DataFrame:
-    """Pairs of consecutive events of the same user (time order).
+    """Pairs of consecutive events of the same user (time order; ties in row order), ordered
+    by user and time.
 
     Returns ``user, src_row, dst_row`` (rows of ``inter.events``), ``timestamp`` (of the first
     event) and ``gap_s``; pairs more than ``max_gap_s`` apart are left out (their number is
     logged).
     """
     events = inter.events
-    order = np.lexsort((events["timestamp"].to_numpy(), events["user"].to_numpy()))
-    user = events["user"].to_numpy()[order]
-    ts = events["timestamp"].to_numpy()[order]
-    same = user[1:] == user[:-1]
-    gap = ts[1:] - ts[:-1]
-    keep = same.copy()
+    user = events["user"].to_numpy(np.int64)
+    # the rows stand in for the items: each step's ``prev`` is then its earlier event's row
+    steps = Transitions().steps(user, np.arange(len(events)), events["timestamp"].to_numpy())
+    keep = np.ones(len(steps.row), dtype=bool)
     if max_gap_s is not None:
-        keep &= gap <= _positive("max_gap_s", max_gap_s)
+        keep = steps.gap <= _positive("max_gap_s", max_gap_s)
         logger.info(
             "consecutive_events: %d of %d pairs within %.0f s",
             int(keep.sum()),
-            int(same.sum()),
+            len(keep),
             max_gap_s,
         )
-    idx = np.flatnonzero(keep)
+    src, dst, time, gap = steps.prev[keep], steps.row[keep], steps.time[keep], steps.gap[keep]
+    order = np.lexsort((dst, time, user[dst]))
+    src, dst, time, gap = src[order], dst[order], time[order], gap[order]
     return pd.DataFrame(
         {
-            "user": user[idx],
-            "src_row": order[idx],
-            "dst_row": order[idx + 1],
-            "timestamp": ts[idx],
-            "gap_s": gap[idx],
+            "user": user[dst],
+            "src_row": src,
+            "dst_row": dst,
+            "timestamp": time - gap,
+            "gap_s": gap,
         }
     )
 

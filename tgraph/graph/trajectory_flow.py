@@ -15,33 +15,19 @@ import pandas as pd
 import torch
 
 from tgraph.data.interactions import Interactions
+from tgraph.data.transitions import Transitions
 
 #: GETNext's / STHGCN's trajectory cut: a gap of more than 24 hours starts a new trajectory
 TRAJECTORY_GAP = 24 * 3600
 
 
-def trajectory_starts(
-    user: np.ndarray, timestamp: np.ndarray, gap: int = TRAJECTORY_GAP
-) -> np.ndarray:
-    """``True`` where an event starts a trajectory, for events sorted by (user, time): the
-    first event of a user, and every event more than ``gap`` seconds after the previous one."""
-    user, timestamp = np.asarray(user), np.asarray(timestamp)
-    starts = np.ones(len(user), dtype=bool)
-    if len(user) > 1:
-        starts[1:] = (user[1:] != user[:-1]) | (timestamp[1:] - timestamp[:-1] > gap)
-    return starts
-
-
 def flow_transitions(events: pd.DataFrame, gap: int = TRAJECTORY_GAP) -> pd.DataFrame:
     """The distinct transitions ``(src, dst, count)`` of ``events`` (columns user, item,
-    timestamp): consecutive check-ins of one user inside one trajectory, counted; sorted by
-    (src, dst). Ties in time keep the frame's row order."""
-    ordered = events.sort_values(["user", "timestamp"], kind="stable")
-    user = ordered["user"].to_numpy(np.int64)
-    item = ordered["item"].to_numpy(np.int64)
-    starts = trajectory_starts(user, ordered["timestamp"].to_numpy(np.int64), gap)
-    follows = ~starts[1:]
-    pairs = pd.DataFrame({"src": item[:-1][follows], "dst": item[1:][follows]})
+    timestamp): consecutive check-ins of one user at most ``gap`` seconds apart (inside one
+    trajectory), counted; sorted by (src, dst). Ties in time keep the frame's row order."""
+    user, item, time = (events[c].to_numpy(np.int64) for c in ("user", "item", "timestamp"))
+    steps = Transitions(max_gap=gap).steps(user, item, time)
+    pairs = pd.DataFrame({"src": steps.prev, "dst": steps.next})
     counts = pairs.groupby(["src", "dst"]).size().rename("count").reset_index()
     return counts.astype(np.int64)
 
