@@ -28,6 +28,7 @@ import dgl
 import torch
 from torch import Tensor
 
+from tgraph.errors import ConfigError
 from tgraph.graph.temporal import TemporalNeighborhood, TimedNeighbors
 
 
@@ -73,6 +74,16 @@ class NeighborSampling:
     @property
     def n_layers(self) -> int:
         return len(self.fanouts)
+
+    def require_layers(self, n_layers: int, owner: str) -> None:
+        """Refuse (ConfigError, key ``train.sampling.fanouts``) fanouts for another number of
+        layers than ``owner``'s (e.g. "a model", "a graph encoder") ``n_layers``."""
+        if self.n_layers != n_layers:
+            raise ConfigError(
+                f"{self.n_layers} fanouts {self.fanouts} for {owner} with {n_layers} layers",
+                key="train.sampling.fanouts",
+                fix=f"give one fanout per layer ({n_layers})",
+            )
 
     def sample(self, graph: dgl.DGLGraph, nodes: Tensor) -> SampledBlocks:
         """Blocks whose last destinations are the distinct ``nodes`` (graph ids, any order,

@@ -520,14 +520,7 @@ class UserItemGraphRecommender(EmbeddingRecommender):
         self.embedding.sparse = sparse
 
     def check_sampling(self, sampling: NeighborSampling) -> None:
-        layers = int(getattr(self.config, "n_layers", 0))
-        if sampling.n_layers != layers:
-            raise ConfigError(
-                f"{len(sampling.fanouts)} fanouts {sampling.fanouts} for a model with "
-                f"{layers} propagation layers",
-                key="train.sampling.fanouts",
-                fix=f"give one fanout per layer ({layers})",
-            )
+        sampling.require_layers(int(getattr(self.config, "n_layers", 0)), "a model")
 
     def sample_blocks(self, nodes: Tensor) -> SampledBlocks:
         """:attr:`sampling`'s blocks around ``nodes`` (graph ids: users, then items shifted by

@@ -8,7 +8,6 @@ import dgl
 import torch
 from torch import Tensor, nn
 
-from tgraph.errors import ConfigError
 from tgraph.graph.sampling import Degrees, NeighborSampling, block_degrees, full_blocks
 from tgraph.nn.relation_conv import Norm, RelationConv
 
@@ -118,16 +117,8 @@ class HeteroEncoder(nn.Module):
         return {nt: out[nt][sample.inverse[nt]] for nt in nodes}
 
     def check_sampling(self, sampling: NeighborSampling) -> None:
-        """Refuse (ConfigError, key ``train.sampling.fanouts``) a sampler whose number of
-        fanouts is not the number of layers."""
-        n_layers = len(self.layers)
-        if sampling.n_layers != n_layers:
-            raise ConfigError(
-                f"{sampling.n_layers} fanouts {sampling.fanouts} for a graph encoder with "
-                f"{n_layers} layers",
-                key="train.sampling.fanouts",
-                fix=f"give one fanout per layer ({n_layers})",
-            )
+        """Refuse (ConfigError) a sampler whose number of fanouts is not the number of layers."""
+        sampling.require_layers(len(self.layers), "a graph encoder")
 
     @torch.no_grad()
     def layerwise(self, graph: dgl.DGLGraph, chunk: int) -> dict[str, Tensor]:
