@@ -56,6 +56,20 @@ def test_rbf_distance_encoding_by_hand():
         DistanceEncoding(1, kind="rbf")
 
 
+def test_rbf_distance_encoding_has_no_subnormals():
+    # 32 centres up to 100 km: the Gaussians of centres far from a distance underflow into
+    # the subnormal range (CPU matmuls with those are several times slower)
+    enc = DistanceEncoding(32)
+    km = torch.tensor([0.0, 0.05, 3.0, 99.0, 500.0])
+    out = enc(km)
+    u = torch.log1p(km / 0.1).unsqueeze(-1)
+    exact = torch.exp(-((u - enc.centres) ** 2) / (2 * enc.width**2))
+    tiny = torch.finfo(torch.float32).tiny
+    assert ((exact > 0) & (exact < tiny)).any()  # the case exists
+    assert not ((out > 0) & (out < tiny)).any()
+    assert torch.equal(out, torch.where(exact < tiny, torch.zeros_like(exact), exact))
+
+
 def test_bucket_distance_encoding_by_hand():
     enc = DistanceEncoding(4, kind="bucket", unit_km=0.1, n_buckets=5)
     km = torch.tensor([0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 1000.0, -1.0])

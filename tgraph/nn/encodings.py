@@ -78,6 +78,11 @@ class DistanceEncoding(nn.Module):
       :math:`b(d) = \min(\lfloor \log_2(1 + d / \text{unit\_km}) \rfloor, n_{buckets} - 1)`,
       i.e. bucket ``b`` holds :math:`[(2^b - 1), (2^{b+1} - 1))` units (0.1 km units:
       0-0.1, 0.1-0.3, 0.3-0.7, 0.7-1.5 km, ...); the last bucket takes everything beyond.
+
+    RBF values below the smallest normal float are set to 0: centres far from a distance give
+    ``exp`` of a large negative number, subnormal floats, which make the CPU's matrix products
+    with them (a projection of the encoding and its gradient) several times slower; the change
+    is below 1.2e-38 per feature.
     """
 
     def __init__(
@@ -115,4 +120,5 @@ class DistanceEncoding(nn.Module):
         if self.kind == "bucket":
             return self.embedding(self.bucket(km))
         u = torch.log1p(km.to(self.centres.dtype).clamp(min=0.0) / self.unit_km)
-        return torch.exp(-((u.unsqueeze(-1) - self.centres) ** 2) / (2 * self.width**2))
+        phi = torch.exp(-((u.unsqueeze(-1) - self.centres) ** 2) / (2 * self.width**2))
+        return phi.masked_fill(phi < torch.finfo(phi.dtype).tiny, 0.0)
