@@ -185,7 +185,8 @@ def test_no_registered_model_sees_a_hidden_target_time(checkins, name, shift):
 
 @pytest.mark.parametrize(
     ("name", "reads_time"),
-    [("pop", False), ("markov", False), ("lightgcn", False), ("sasrec", False)]
+    [("pop", False), ("markov", False), ("revisit", False), ("lightgcn", False)]
+    + [("sasrec", False)]
     + [("sthrec", False), ("tgat", True)],
 )
 def test_which_models_read_a_known_target_time(checkins, name, reads_time):

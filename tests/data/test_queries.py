@@ -69,3 +69,25 @@ def test_offsets_per_event_and_per_query():
     assert plain.offset is None and plain.hist_offsets is None
     no_history = build_queries(users, times, None, 0, n_items=3, offsets=own)
     assert no_history.offset.tolist() == [3600, 0, 0, 0]
+
+
+def test_tail_keeps_each_querys_last_events():
+    import torch
+
+    from tgraph.data.queries import Queries
+
+    pad = 9
+    queries = Queries(
+        user=torch.tensor([0, 1, 2]),
+        timestamp=torch.tensor([50, 50, 50]),
+        hist_items=torch.tensor([[1, 2, 3, 4, 5], [6, 7, pad, pad, pad], [pad] * 5]),
+        hist_times=torch.tensor([[1, 2, 3, 4, 5], [6, 7, 0, 0, 0], [0] * 5]),
+        hist_len=torch.tensor([5, 2, 0]),
+        pad=pad,
+    )
+    cut = queries.tail(3)
+    assert cut.hist_items.tolist() == [[3, 4, 5], [6, 7, pad], [pad, pad, pad]]
+    assert cut.hist_times.tolist() == [[3, 4, 5], [6, 7, 0], [0, 0, 0]]
+    assert cut.hist_len.tolist() == [3, 2, 0] and cut.last_item.tolist() == [5, 7, pad]
+    assert cut.hist_lat is None and cut.user is queries.user
+    assert queries.tail(5) is queries and queries.tail(8) is queries

@@ -37,6 +37,7 @@ SMALL = {
     "markov": {"max_gap": 3600},
     "ngcf": {"embedding_dim": 4, "hidden_dim": 4},
     "pop": {},
+    "revisit": {"max_len": 3},
     "sasrec": {"embedding_dim": 4, "ff_dim": 8, "max_len": 3},
     "sthgcn": {"embedding_dim": 4, "n_heads": 2, "max_len": 3, "time_dim": 2, "dist_dim": 2},
     "sthrec": {"embedding_dim": 4, "ff_dim": 8, "max_len": 3, "n_regions": 2, "dist_dim": 2},

@@ -336,6 +336,31 @@ def test_repeat_term_hand_checked(split):
     torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_repeat_len_reads_a_longer_history_than_the_encoder(split):
+    """With repeat_len > max_len the queries carry repeat_len events: the repeat term reads
+    them all, the sequence encoder (and so everything else) only the last max_len."""
+    model = _model(split, use_transition_prior=False, max_len=3, repeat_len=8).eval()
+    assert model.history_len == 8 and model.repeat_weight.shape == (8,)
+    assert model.pos_emb.num_embeddings == 3
+    queries, _ = target_queries(split, "test", model.history_len)
+    queries = queries[:6]
+    assert int(queries.hist_len.max()) > 3
+    with torch.no_grad():
+        z = model.propagate()
+        torch.testing.assert_close(
+            model.query_embedding(queries, z), model.query_embedding(queries.tail(3), z)
+        )
+        without = model.full_sort_predict(queries)
+        model.repeat_weight.copy_(torch.arange(1.0, 9.0))
+        delta = model.full_sort_predict(queries) - without
+    expected = torch.zeros_like(delta)
+    for b in range(len(queries)):
+        n = int(queries.hist_len[b])
+        for p in range(n):
+            expected[b, int(queries.hist_items[b, p])] += float(n - p)
+    torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_transition_prior_counts_train_and_leaves_out_the_own_transition(split):
     model = _model(split, use_repeat=False).train()
     events = split.train.events.sort_values("timestamp", kind="stable")

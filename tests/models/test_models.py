@@ -204,3 +204,42 @@ def test_eval_cache_follows_mode_weights_and_device():
         torch.testing.assert_close(model.full_sort_predict(queries), first * 4)
         model.train()
         assert model.propagate() is not model.propagate()  # never cached while training
+
+
+def test_revisit_scores_by_hand():
+    # training transitions: 0 -> 1 twice, 0 -> 2 once (as in the Markov test)
+    rows = [(0, 0, 1), (0, 1, 2), (0, 2, 3), (1, 0, 4), (1, 1, 5), (1, 3, 6), (2, 0, 7), (2, 2, 8)]
+    train = make_interactions(rows, 3, 5)
+    split = tiny_split()
+    split = type(split)(
+        train=train,
+        valid=None,
+        test=train,
+        valid_targets=split.valid_targets.iloc[:0],
+        test_targets=pd.DataFrame({"query": [0], "user": [0], "item": [1], "timestamp": [99]}),
+        mask_history=False,
+        protocol="hand",
+        time_order=None,
+    )
+    model = models.get("revisit")(split, {"max_len": 4, "decay": 0.5, "transition_weight": 2.0})
+    assert model.history_len == 4 and not model.needs_training
+    pop = np.bincount([r[1] for r in rows], minlength=5) / (1 + len(rows))
+    # history 3, 4, 3, 0 (last 0): 3 at 3 and 1 back (0.125 + 0.5), 4 at 2 back (0.25), the
+    # last POI 0 skipped; Markov from 0: counts [0, 2, 1, 0, 0] + pop, scaled by 2 / (1 + 2)
+    queries = Queries(
+        user=torch.tensor([0, 1]),
+        timestamp=torch.tensor([9, 9]),
+        hist_items=torch.tensor([[3, 4, 3, 0], [5, 5, 5, 5]]),
+        hist_len=torch.tensor([4, 0]),
+        pad=5,
+    )
+    scores = model.full_sort_predict(queries).numpy()
+    revisit = np.array([0.0, 0.0, 0.0, 0.625, 0.25])
+    markov = (np.array([0, 2, 1, 0, 0]) + pop) * 2.0 / 3.0
+    np.testing.assert_allclose(scores[0], revisit + markov, rtol=1e-6)
+    np.testing.assert_allclose(scores[1], pop * 2.0, rtol=1e-6)  # no history: popularity
+    # without skip_last the last POI keeps its weight 1; predict reads the same scores
+    kept = models.get("revisit")(split, {"max_len": 4, "decay": 0.5, "skip_last": False})
+    assert kept.revisit_scores(queries)[0, 0].item() == 1.0
+    picked = model.predict(queries, torch.tensor([[3, 1], [0, 1]]))
+    np.testing.assert_allclose(picked.numpy(), scores[[[0], [1]], [[3, 1], [0, 1]]], rtol=1e-6)

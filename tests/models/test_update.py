@@ -30,6 +30,7 @@ HISTORY = 4
 CONFIGS = {
     "pop": {},
     "markov": {"max_gap": 50},
+    "revisit": {"max_gap": 50, "max_len": HISTORY},
     "bprmf": {"embedding_dim": 8},
     "lightgcn": {"embedding_dim": 8, "n_layers": 2},
     "ngcf": {"embedding_dim": 8, "hidden_dim": 8, "n_layers": 2},

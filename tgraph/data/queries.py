@@ -104,6 +104,24 @@ class Queries:
         }
         return replace(self, **moved)
 
+    def tail(self, n: int) -> Queries:
+        """The same queries with only the last ``n`` history events of each (``self`` when no
+        history is longer): for a model part that reads less history than another."""
+        if self.hist_items is None or self.hist_len is None or self.hist_items.shape[1] <= n:
+            return self
+        start = (self.hist_len - n).clamp(min=0).unsqueeze(1)
+        index = start + torch.arange(n, device=start.device)
+        keep = torch.arange(n, device=start.device) < self.hist_len.clamp(max=n).unsqueeze(1)
+        index = torch.where(keep, index, torch.zeros_like(index))
+        cut = {}
+        for name in ("hist_items", "hist_times", "hist_lat", "hist_lon", "hist_offsets"):
+            value = getattr(self, name)
+            if value is not None:
+                fill = self.pad if name == "hist_items" else 0
+                picked = value.gather(1, index)
+                cut[name] = torch.where(keep, picked, torch.full_like(picked, fill))
+        return replace(self, hist_len=self.hist_len.clamp(max=n), **cut)
+
     def __getitem__(self, index: slice | Tensor | np.ndarray) -> Queries:
         """Rows ``index`` of every tensor."""
         picked = {

@@ -12,6 +12,7 @@ from tgraph.models import (  # noqa: F401
     markov,
     ngcf,
     popular,
+    revisit,
     sasrec,
     sthgcn,
     tgat,

@@ -90,7 +90,9 @@ class STHeteroRec(Recommender):
 
     The **repeat** term gives each POI of the history a learned weight :math:`r_k` per
     position :math:`k` from the end (next-POI targets are often revisits; a POI seen twice
-    gets both weights). The **transition prior** reads :math:`C_{ij}`, the number of times
+    gets both weights); it reads the last ``repeat_len`` events (default ``max_len``; the
+    sum above then starts at :math:`p = n - \text{repeat\_len} + 1`), the sequence encoder
+    the last ``max_len``. The **transition prior** reads :math:`C_{ij}`, the number of times
     ``split.train`` has a user go from POI :math:`i` straight to :math:`j` (consecutive
     events of a user, no gap limit); in training, a sample's own transition (its last
     history POI to its target) is left out of :math:`C` (leave-one-out), so that :math:`a`
@@ -170,6 +172,9 @@ class STHeteroRec(Recommender):
         use_query_time: bool = False
         #: the repeat term over the history's POIs
         use_repeat: bool = True
+        #: history events the repeat term reads (unset: ``max_len``, the sequence encoder's);
+        #: queries then carry the longer of the two
+        repeat_len: PositiveInt | None = None
         #: the first-order transition prior from ``split.train``'s transition counts
         use_transition_prior: bool = True
 
@@ -183,7 +188,8 @@ class STHeteroRec(Recommender):
     def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
         cfg = self.config
-        self.require_history(cfg.max_len)
+        self.repeat_len = cfg.max_len if cfg.repeat_len is None else cfg.repeat_len
+        self.require_history(max(cfg.max_len, self.repeat_len if cfg.use_repeat else 0))
         if cfg.use_query_time:
             self.require_query_time("use_query_time")
         dim = cfg.embedding_dim
@@ -206,7 +212,7 @@ class STHeteroRec(Recommender):
         if self.user_emb is not None:
             nn.init.normal_(self.user_emb.weight, std=cfg.init_std)
         # sequence encoder
-        self.pos_emb = nn.Embedding(self.history_len, dim)
+        self.pos_emb = nn.Embedding(cfg.max_len, dim)
         nn.init.normal_(self.pos_emb.weight, std=cfg.init_std)
         self.empty = nn.Parameter(torch.zeros(dim))
         self.use_time = cfg.use_time_encoding
@@ -233,7 +239,7 @@ class STHeteroRec(Recommender):
             self.dist_weight = nn.Parameter(torch.zeros(()))
             if self.n_items <= MAX_DISTANCE_TABLE_ITEMS:
                 self.register_buffer("log_km", self._log_km_table(), persistent=False)
-        self.repeat_weight = nn.Parameter(torch.zeros(self.history_len)) if cfg.use_repeat else None
+        self.repeat_weight = nn.Parameter(torch.zeros(self.repeat_len)) if cfg.use_repeat else None
         self.transition_weight = nn.Parameter(torch.zeros(())) if cfg.use_transition_prior else None
         if cfg.use_transition_prior:
             events = train.events
@@ -283,6 +289,7 @@ class STHeteroRec(Recommender):
         (``train.sampling``): the rows it reads (the queries' users, their history POIs and
         the scored ``items``, ``None``: every POI) come from the blocks around those nodes,
         the other rows are zero (and read by nothing)."""
+        queries = queries.tail(self.config.max_len)  # the POIs the sequence encoder reads
         assert self.sampling is not None and queries.hist_items is not None
         every = torch.arange(self.n_items, device=queries.user.device)
         scored = every if items is None else items.flatten()
@@ -380,6 +387,7 @@ class STHeteroRec(Recommender):
         """``([B, L] items, [B, L] weights)``: history POI ``p`` gets :math:`r_{n-p}` (0 for
         padding, whose item is then 0)."""
         assert self.repeat_weight is not None
+        queries = queries.tail(self.repeat_len)
         items, length, mask = queries.hist_items, queries.hist_len, queries.hist_mask
         assert items is not None and length is not None
         n = items.shape[1]
@@ -394,12 +402,15 @@ class STHeteroRec(Recommender):
 
     def query_embedding(self, queries: Queries, z: dict[str, Tensor]) -> Tensor:
         """``[B, d]`` query vectors :math:`q` (see the class docstring)."""
+        if queries.hist_items is not None and queries.hist_items.shape[1] > self.history_len:
+            raise ValueError(
+                f"history of length {queries.hist_items.shape[1]} exceeds {self.history_len}"
+            )
+        queries = queries.tail(self.config.max_len)  # the sequence encoder's history
         items, times, length = queries.hist_items, queries.hist_times, queries.hist_len
         if items is None or times is None or length is None:
             raise ValueError(f"{type(self).__name__} needs queries with history")
         n = items.shape[1]
-        if n > self.history_len:
-            raise ValueError(f"history of length {n} exceeds max_len={self.history_len}")
         mask = queries.hist_mask
         if self.use_time or self.use_query_time:
             hist_slot, query_slot = self.time_slots(queries)

@@ -103,21 +103,24 @@ class Markov(Recommender):
         self.indices = torch.from_numpy(dst).to(device)
         self.counts = torch.from_numpy(counts.astype(np.float32)).to(device)
 
-    def full_sort_predict(self, queries: Queries) -> Tensor:
-        scores = self.popularity.unsqueeze(0).repeat(len(queries), 1)
+    def transition_counts(self, queries: Queries) -> Tensor:
+        """``[B, n_items]`` :math:`c(l_q \to j)` (0 for a query without history)."""
+        counts = self.popularity.new_zeros(len(queries), self.n_items)
         last = queries.last_item
-        has = last < self.n_items
-        rows = torch.nonzero(has).squeeze(1)
+        rows = torch.nonzero(last < self.n_items).squeeze(1)
         src = last[rows]
         start, stop = self.indptr[src], self.indptr[src + 1]
         lengths = stop - start
         row_of = torch.repeat_interleave(rows, lengths)
         # position of each transition: start of its row + rank within the row
-        offset = torch.arange(int(lengths.sum()), device=scores.device)
+        offset = torch.arange(int(lengths.sum()), device=counts.device)
         offset = offset - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
         edge = torch.repeat_interleave(start, lengths) + offset
-        scores[row_of, self.indices[edge]] += self.counts[edge]
-        return scores
+        counts[row_of, self.indices[edge]] = self.counts[edge]
+        return counts
+
+    def full_sort_predict(self, queries: Queries) -> Tensor:
+        return self.popularity.unsqueeze(0) + self.transition_counts(queries)
 
     def predict(self, queries: Queries, items: Tensor) -> Tensor:
         scores = self.full_sort_predict(queries)
