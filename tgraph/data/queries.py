@@ -30,6 +30,7 @@ streaming evaluator or a serving session appends to it as events arrive.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,7 @@ class Queries:
         index = start + torch.arange(n, device=start.device)
         keep = torch.arange(n, device=start.device) < self.hist_len.clamp(max=n).unsqueeze(1)
         index = torch.where(keep, index, torch.zeros_like(index))
-        cut = {}
+        cut: dict[str, Any] = {}
         for name in ("hist_items", "hist_times", "hist_lat", "hist_lon", "hist_offsets"):
             value = getattr(self, name)
             if value is not None:
