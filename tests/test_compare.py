@@ -18,7 +18,9 @@ from tgraph.compare import (
     compare,
     holm,
     leaderboard,
+    paired_table,
     paired_tests,
+    seed_mean_per_query,
     stratified_board,
     to_latex,
     to_markdown,
@@ -76,6 +78,30 @@ def test_holm_hand_computed():
     np.testing.assert_allclose(holm(np.array([0.6, 0.7])), [1.0, 1.0])  # capped at 1
     np.testing.assert_allclose(holm(np.array([0.2, 0.2])), [0.4, 0.4])  # ties
     assert np.isnan(holm(np.array([np.nan]))).all() and len(holm(np.array([]))) == 0
+
+
+def test_paired_table_of_committed_per_query_files(tmp_path):
+    """seed_mean_per_query reads per-query CSV files too (any row order); paired_table tests
+    ours against each reference and Holm-adjusts over the references per metric and test."""
+    a = np.array([0.5, 0.4, 0.9, 0.3, 0.8])
+    b = np.array([0.1, 0.4, 0.5, 0.2, 0.1])
+    users = [7, 8, 9, 7, 8]
+    paths = {}
+    for name, values in {"ours0": a, "ours1": a + 0.1, "ref": b, "same": a + 0.05}.items():
+        frame = pd.DataFrame({"query": range(5), "user": users, "mrr": values})
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.iloc[::-1].to_csv(paths[name], index=False)  # reversed rows: sorted on reading
+    ours = seed_mean_per_query([paths["ours0"], paths["ours1"]], ["mrr"])
+    np.testing.assert_allclose(ours["mrr"], a + 0.05)
+    refs = {k: seed_mean_per_query([paths[k]], ["mrr"]) for k in ("ref", "same")}
+    table = paired_table(ours, refs, ["mrr"]).set_index("reference")
+    assert table.loc["ref", "diff"] == pytest.approx((a + 0.05 - b).mean())
+    assert table.loc["ref", "p_t"] == pytest.approx(paired_tests(a + 0.05, b)[0])
+    assert table.loc["same", "p_t"] == 1.0  # identical per-query values: no test evidence
+    np.testing.assert_allclose(table["p_t_holm"], holm(table["p_t"].to_numpy()))
+    other = pd.DataFrame({"query": range(5), "user": [1] * 5, "mrr": b}).set_index("query")
+    with pytest.raises(CompareError, match="other queries"):
+        paired_table(ours, {"other": other}, ["mrr"])
 
 
 def test_leaderboard_from_run_directories(runs):

@@ -139,28 +139,63 @@ def _one_configuration_per_row(runs: pd.DataFrame, allow_mixed: bool) -> pd.Data
     return runs
 
 
-def seed_mean_per_query(paths: list[str], metrics: list[str]) -> pd.DataFrame:
-    """Per-query ``metrics`` averaged over the runs in ``paths`` (one configuration's seeds;
-    index: query; columns: user and the metrics); the runs must have ranked the same queries."""
+def seed_mean_per_query(paths: list[str] | list[Path], metrics: list[str]) -> pd.DataFrame:
+    """Per-query ``metrics`` averaged over the runs in ``paths`` (one configuration's seeds:
+    run directories, or their ``per_query.csv`` files as committed under
+    ``experiments/results``; index: query; columns: user and the metrics); the runs must have
+    ranked the same queries."""
     tables: list[pd.DataFrame] = []
     for path in paths:
-        run = RunDir(path)
-        if not run.layout.per_query.is_file():
-            raise CompareError(
-                f"{run.layout.per_query} not found: significance tests need per-query results"
-            )
-        table = run.read_per_query(["query", "user", *metrics]).set_index("query")
+        if Path(path).suffix == ".csv":
+            file = Path(path)
+        else:
+            file = RunDir(path).layout.per_query
+        if not file.is_file():
+            raise CompareError(f"{file} not found: significance tests need per-query results")
+        table = pd.read_csv(file, usecols=["query", "user", *metrics]).set_index("query")
+        table = table.sort_index()
         if tables and not (
             table.index.equals(tables[0].index) and (table["user"] == tables[0]["user"]).all()
         ):
-            raise CompareError(
-                f"{run.layout.per_query}: its queries differ from those of {paths[0]}"
-            )
+            raise CompareError(f"{file}: its queries differ from those of {paths[0]}")
         tables.append(table)
     out = tables[0][["user"]].copy()
     for metric in metrics:
         out[metric] = np.mean([t[metric].to_numpy(dtype=float) for t in tables], axis=0)
     return out
+
+
+def paired_table(
+    ours: pd.DataFrame, references: dict[str, pd.DataFrame], metrics: list[str]
+) -> pd.DataFrame:
+    """Paired tests of one model's per-query results (:func:`seed_mean_per_query`) against
+    each reference's on the same queries: one row per (reference, metric) with both means,
+    ``diff`` (ours minus reference), ``p_t`` / ``p_wilcoxon`` (:func:`paired_tests`) and their
+    Holm adjustments over the references, per metric and test."""
+    rows = []
+    for name, ref in references.items():
+        if not (ref.index.equals(ours.index) and (ref["user"] == ours["user"]).all()):
+            raise CompareError(f"reference {name!r} ranked other queries than ours")
+        for metric in metrics:
+            p_t, p_w = paired_tests(ours[metric].to_numpy(), ref[metric].to_numpy())
+            mean, ref_mean = float(ours[metric].mean()), float(ref[metric].mean())
+            rows.append(
+                {
+                    "reference": name,
+                    "metric": metric,
+                    "ours": mean,
+                    "reference_mean": ref_mean,
+                    "diff": mean - ref_mean,
+                    "p_t": p_t,
+                    "p_wilcoxon": p_w,
+                }
+            )
+    table = pd.DataFrame(rows)
+    for metric in metrics:
+        at = table["metric"] == metric
+        for column in ("p_t", "p_wilcoxon"):
+            table.loc[at, column + "_holm"] = holm(table.loc[at, column].to_numpy())
+    return table
 
 
 def paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from tgraph.compare import holm, paired_tests
+from tgraph.compare import paired_table, seed_mean_per_query
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parent
@@ -36,40 +33,10 @@ REFERENCES = {
 }
 
 
-def seed_mean(paths: list[Path]) -> pd.DataFrame:
-    tables = [pd.read_csv(p).set_index("query").sort_index() for p in paths]
-    for table in tables[1:]:
-        assert table.index.equals(tables[0].index), "different queries"
-    out = tables[0][["user"]].copy()
-    for metric in METRICS:
-        out[metric] = np.mean([t[metric].to_numpy(float) for t in tables], axis=0)
-    return out
-
-
 def main() -> None:
-    ours = seed_mean(sorted(HERE.glob("sthrec_seed*.csv")))
-    rows = []
-    for name, paths in REFERENCES.items():
-        ref = seed_mean(paths)
-        assert ref.index.equals(ours.index) and (ref["user"] == ours["user"]).all()
-        for metric in METRICS:
-            p_t, p_w = paired_tests(ours[metric].to_numpy(), ref[metric].to_numpy())
-            rows.append(
-                {
-                    "reference": name,
-                    "metric": metric,
-                    "sthrec": ours[metric].mean(),
-                    "reference_mean": ref[metric].mean(),
-                    "diff": ours[metric].mean() - ref[metric].mean(),
-                    "p_t": p_t,
-                    "p_wilcoxon": p_w,
-                }
-            )
-    table = pd.DataFrame(rows)
-    for metric in METRICS:
-        for column in ("p_t", "p_wilcoxon"):
-            at = table["metric"] == metric
-            table.loc[at, column + "_holm"] = holm(table.loc[at, column].to_numpy())
+    ours = seed_mean_per_query(sorted(HERE.glob("sthrec_seed*.csv")), METRICS)
+    refs = {name: seed_mean_per_query(paths, METRICS) for name, paths in REFERENCES.items()}
+    table = paired_table(ours, refs, METRICS).rename(columns={"ours": "sthrec"})
     table.to_csv(HERE / "paired.csv", index=False, float_format="%.4g")
     head = "| reference | metric | sthrec | reference | diff | p (t) | p (Wilcoxon) | Holm t / W |"
     lines = [head]
