@@ -361,17 +361,6 @@ def test_repeat_len_reads_a_longer_history_than_the_encoder(split):
     torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_fixed_repeat_weights_are_the_revisit_rule(split):
-    """With repeat_decay the repeat weights are scale * decay^k, a buffer, not learned."""
-    model = _model(split, repeat_len=10, repeat_decay=0.5, repeat_scale=2.0)
-    expected = 2.0 * 0.5 ** torch.arange(10.0)
-    torch.testing.assert_close(model.repeat_weight, expected)
-    assert all(p is not model.repeat_weight for p in model.parameters())
-    assert "repeat_weight" in model.state_dict()
-    learned = _model(split, repeat_len=10)
-    assert any(p is learned.repeat_weight for p in learned.parameters())
-
-
 def test_transition_prior_counts_train_and_leaves_out_the_own_transition(split):
     model = _model(split, use_repeat=False).train()
     events = split.train.events.sort_values("timestamp", kind="stable")

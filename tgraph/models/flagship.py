@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 from torch import Tensor, nn
 
 from tgraph.data.preprocess import item_coordinates
@@ -92,11 +92,7 @@ class STHeteroRec(Recommender):
     position :math:`k` from the end (next-POI targets are often revisits; a POI seen twice
     gets both weights); it reads the last ``repeat_len`` events (default ``max_len``; the
     sum above then starts at :math:`p = n - \text{repeat\_len} + 1`), the sequence encoder
-    the last ``max_len``. With ``repeat_decay`` the weights are fixed,
-    :math:`r_k = \text{repeat\_scale} \cdot \text{repeat\_decay}^k` (the revisit rule of
-    :class:`~tgraph.models.revisit.Revisit`): learned weights are fitted on training samples
-    whose POI embeddings were trained on their own targets, which the fixed ones are not. The
-    **transition prior** reads :math:`C_{ij}`, the number of times
+    the last ``max_len``. The **transition prior** reads :math:`C_{ij}`, the number of times
     ``split.train`` has a user go from POI :math:`i` straight to :math:`j` (consecutive
     events of a user, no gap limit); in training, a sample's own transition (its last
     history POI to its target) is left out of :math:`C` (leave-one-out), so that :math:`a`
@@ -179,11 +175,6 @@ class STHeteroRec(Recommender):
         #: history events the repeat term reads (unset: ``max_len``, the sequence encoder's);
         #: queries then carry the longer of the two
         repeat_len: PositiveInt | None = None
-        #: fixed repeat weights :math:`r_k` = ``repeat_scale * repeat_decay^k`` instead of
-        #: learned ones (unset: learned); the revisit rule of
-        #: :class:`~tgraph.models.revisit.Revisit`, its scale chosen on validation
-        repeat_decay: Annotated[float, Field(gt=0, le=1)] | None = None
-        repeat_scale: NonNegativeFloat = 1.0
         #: the first-order transition prior from ``split.train``'s transition counts
         use_transition_prior: bool = True
 
@@ -248,12 +239,7 @@ class STHeteroRec(Recommender):
             self.dist_weight = nn.Parameter(torch.zeros(()))
             if self.n_items <= MAX_DISTANCE_TABLE_ITEMS:
                 self.register_buffer("log_km", self._log_km_table(), persistent=False)
-        if cfg.use_repeat and cfg.repeat_decay is not None:
-            back = torch.arange(self.repeat_len, dtype=torch.float32)
-            self.register_buffer("repeat_weight", cfg.repeat_scale * cfg.repeat_decay**back)
-        else:
-            learned = nn.Parameter(torch.zeros(self.repeat_len)) if cfg.use_repeat else None
-            self.repeat_weight = learned
+        self.repeat_weight = nn.Parameter(torch.zeros(self.repeat_len)) if cfg.use_repeat else None
         self.transition_weight = nn.Parameter(torch.zeros(())) if cfg.use_transition_prior else None
         if cfg.use_transition_prior:
             events = train.events

@@ -31,7 +31,9 @@ def main(protocol: str, part: str, max_len: int, decay: float, weight: float, la
     pop = np.bincount(items, minlength=n) / (1.0 + len(items))
     parts = [p.events for p in (split.train, split.valid, split.test) if p is not None]
     events = pd.concat(parts).sort_values(["user", "timestamp"], kind="stable")
-    by_user = {u: (g["item"].to_numpy(), g["timestamp"].to_numpy()) for u, g in events.groupby("user")}
+    by_user = {
+        u: (g["item"].to_numpy(), g["timestamp"].to_numpy()) for u, g in events.groupby("user")
+    }
     hits1 = hits10 = rr = 0.0
     targets = split.targets(part).groupby("query").first()
     for row in targets.itertuples():
