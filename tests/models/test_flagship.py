@@ -361,6 +361,39 @@ def test_repeat_len_reads_a_longer_history_than_the_encoder(split):
     torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_revisit_blend_adds_the_rule_and_is_chosen_on_validation(split, tmp_path):
+    """With ``revisit`` the scores are the learned ones plus w times the rule's; w is 0 in
+    training and after fit the validation-best of ``revisit_weights``, kept in the best state."""
+    rule = {"max_len": 12, "decay": 0.9, "transition_weight": 1.0}
+    weights = (0.0, 0.5, 50.0)
+    model = _model(split, revisit=rule, revisit_weights=weights)
+    assert model.history_len == 12 and float(model.revisit_weight) == 0.0
+    queries, _ = target_queries(split, "test", model.history_len)
+    queries = queries[:16]
+    alone = models.get("revisit")(split, rule).full_sort_predict(queries)
+    with torch.no_grad():
+        learned = model.eval().full_sort_predict(queries)
+        model.revisit_weight.fill_(0.5)
+        torch.testing.assert_close(model.full_sort_predict(queries), learned + 0.5 * alone)
+        items = torch.randint(0, split.n_items, (16, 3))
+        torch.testing.assert_close(
+            model.predict(queries, items), (learned + 0.5 * alone).gather(1, items)
+        )
+        model.revisit_weight.fill_(0.0)
+    config = {"epochs": 1, "batch_size": 256, "progress": False, "valid_metric": "mrr"}
+    trainer = Trainer(model.train(), split, config)
+    trainer.fit()
+    chosen = float(model.revisit_weight)
+    values = []
+    for weight in weights:
+        model.revisit_weight.fill_(weight)
+        values.append(trainer.evaluate("valid", ("mrr",)).metrics["mrr"])
+    assert chosen == weights[int(np.argmax(values))]
+    assert float(trainer.best_state["revisit_weight"]) == chosen
+    assert trainer.best_value == pytest.approx(max(values))
+    assert not STHeteroRec(split, {**SMALL, "n_regions": 10}).calibrate(lambda: 0.0)
+
+
 def test_transition_prior_counts_train_and_leaves_out_the_own_transition(split):
     model = _model(split, use_repeat=False).train()
     events = split.train.events.sort_values("timestamp", kind="stable")

@@ -284,6 +284,13 @@ class Recommender(nn.Module):
     def full_sort_predict(self, queries: Queries) -> Tensor:
         raise NotImplementedError
 
+    def calibrate(self, score: Callable[[], float]) -> bool:
+        """Set what the model chooses on validation after training (e.g. a blend weight),
+        ``score()`` being the validation metric of the model as it is; the trainer calls it
+        once the epoch is selected and keeps the result in the best checkpoint. Returns
+        whether the model has such settings (default: none)."""
+        return False
+
     def observe(self, interactions: Interactions) -> None:
         """Rebuild what the model derives from its training events from ``interactions``."""
         raise NotImplementedError(

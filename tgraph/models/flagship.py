@@ -8,14 +8,15 @@ previous check-in and its time of day. Every ablation is a config flag.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveInt, model_validator
 from torch import Tensor, nn
 
 from tgraph.data.preprocess import item_coordinates
@@ -37,6 +38,7 @@ from tgraph.models.base import (
 )
 from tgraph.models.losses import Loss, loss_from_scores
 from tgraph.models.registry import register
+from tgraph.models.revisit import Revisit
 from tgraph.models.update import (
     NewEvents,
     cold_start_rows,
@@ -52,6 +54,8 @@ SECONDS_PER_DAY = 86400
 #: the ``[n_items, n_items]`` table of distance penalties is kept in memory up to this many
 #: POIs (400 MB); above it the penalties are computed per batch, one row per distinct last POI
 MAX_DISTANCE_TABLE_ITEMS = 10_000
+
+log = logging.getLogger(__name__)
 
 
 @register("sthrec")
@@ -101,6 +105,12 @@ class STHeteroRec(Recommender):
     :data:`MAX_DISTANCE_TABLE_ITEMS` POIs; the same values as computing them per batch);
     above it, each batch computes one row per distinct last POI (the same values up to float
     rounding).
+
+    **Blend with the revisit rule** (``revisit``: the settings of
+    :class:`~tgraph.models.revisit.Revisit`): the scores above plus :math:`w` times the rule's,
+    :math:`w` chosen among ``revisit_weights`` on validation after the epoch is selected
+    (:meth:`calibrate`; training runs with :math:`w = 0`). The rule reads its own history
+    length (queries carry the longest any part reads).
 
     **Ablations** (config flags): ``graph.locations: false`` (no region nodes: no ``visits``,
     ``in_location``, ``near``), ``graph.transitions: false`` (no ``transition`` edges),
@@ -175,6 +185,11 @@ class STHeteroRec(Recommender):
         #: history events the repeat term reads (unset: ``max_len``, the sequence encoder's);
         #: queries then carry the longer of the two
         repeat_len: PositiveInt | None = None
+        #: blend in the non-learned revisit rule (:class:`~tgraph.models.revisit.Revisit`,
+        #: these settings; unset: no blend), its weight chosen on validation after training
+        revisit: Revisit.Config | None = None
+        #: the blend weights tried on validation (0 included: the learned scores alone)
+        revisit_weights: tuple[NonNegativeFloat, ...] = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
         #: the first-order transition prior from ``split.train``'s transition counts
         use_transition_prior: bool = True
 
@@ -189,7 +204,16 @@ class STHeteroRec(Recommender):
         super().__init__(split, config)
         cfg = self.config
         self.repeat_len = cfg.max_len if cfg.repeat_len is None else cfg.repeat_len
-        self.require_history(max(cfg.max_len, self.repeat_len if cfg.use_repeat else 0))
+        self.revisit_rule = None if cfg.revisit is None else Revisit(split, cfg.revisit)
+        if self.revisit_rule is not None:  # (so that runs without the blend keep their state)
+            self.register_buffer("revisit_weight", torch.zeros(()))
+        self.require_history(
+            max(
+                cfg.max_len,
+                self.repeat_len if cfg.use_repeat else 0,
+                0 if cfg.revisit is None else cfg.revisit.max_len,
+            )
+        )
         if cfg.use_query_time:
             self.require_query_time("use_query_time")
         dim = cfg.embedding_dim
@@ -263,6 +287,9 @@ class STHeteroRec(Recommender):
             grow_embedding(self.user_emb, [(new.old_users, rows)])
         if self.transition_weight is not None:
             self._add_transitions(new.user, new.item, new.timestamp)
+        if self.revisit_rule is not None:
+            self.revisit_rule.fold(new)
+            self.revisit_rule.n_users, self.revisit_rule.n_items = new.n_users, new.n_items
 
     def _add_transitions(self, user: np.ndarray, item: np.ndarray, time: np.ndarray) -> None:
         """Add the transitions of the events to the counts :math:`C`, each user's first event
@@ -460,6 +487,9 @@ class STHeteroRec(Recommender):
             scores = torch.einsum("bd,bkd->bk", q, z[ITEM][items])
         if self.use_distance:
             scores = scores - F.softplus(self.dist_weight) * self._log_km(queries.last_item, items)
+        if self.revisit_rule is not None and float(self.revisit_weight) != 0.0:
+            rule = self.revisit_rule.full_sort_predict(queries.tail(self.revisit_rule.history_len))
+            scores = scores + self.revisit_weight * _pick(rule, items)
         if items is None:  # sparse additions to the full rows
             if self.repeat_weight is not None:
                 scores = scores.scatter_add(1, *self._repeat_entries(queries))
@@ -487,6 +517,25 @@ class STHeteroRec(Recommender):
 
     def predict(self, queries: Queries, items: Tensor) -> Tensor:
         return self._scores(queries, items)
+
+    def calibrate(self, score: Callable[[], float]) -> bool:
+        """With ``revisit``: the blend weight among ``revisit_weights`` that maximises
+        ``score()`` (the validation metric), the first of equal ones; training never sees it
+        (it is 0 until now)."""
+        if self.revisit_rule is None:
+            return False
+        values = []
+        for weight in self.config.revisit_weights:
+            self.revisit_weight.fill_(weight)
+            values.append(score())
+        best = int(np.argmax(values))
+        self.revisit_weight.fill_(self.config.revisit_weights[best])
+        log.info(
+            "revisit blend weight %g (validation %s)",
+            self.config.revisit_weights[best],
+            ", ".join(f"{w:g}: {v:.4f}" for w, v in zip(self.config.revisit_weights, values)),
+        )
+        return True
 
     def full_sort_predict(self, queries: Queries) -> Tensor:
         return self._scores(queries, None)

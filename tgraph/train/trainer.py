@@ -380,9 +380,24 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         log.info("best %s = %.5f at epoch %d", cfg.valid_metric, self.best_value, self.best_epoch)
+        self._calibrate()
         if cfg.refit:
             self.refit()
         return self.history
+
+    def _calibrate(self) -> None:
+        """The model's post-training choices on validation (``Recommender.calibrate``), kept
+        in the best state and checkpoint; the selected epoch's value becomes the calibrated
+        model's."""
+        metric = self.config.valid_metric
+        if not self.model.calibrate(lambda: self._validate()[0][metric]):
+            return
+        self.best_value = self._validate()[0][metric]
+        state = self.model.state_dict()
+        self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
+        best = None if self.run_dir is None else self.run_dir.layout.best_checkpoint
+        self._save(best, epoch=self.best_epoch, state={"best_value": self.best_value})
+        log.info("calibrated on validation: %s = %.5f", metric, self.best_value)
 
     def refit(self) -> None:
         """Retrain from scratch on the training plus validation events for the selected number
