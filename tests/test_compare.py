@@ -18,6 +18,7 @@ from tgraph.compare import (
     compare,
     holm,
     leaderboard,
+    paired_markdown,
     paired_table,
     paired_tests,
     seed_mean_per_query,
@@ -99,6 +100,9 @@ def test_paired_table_of_committed_per_query_files(tmp_path):
     assert table.loc["ref", "p_t"] == pytest.approx(paired_tests(a + 0.05, b)[0])
     assert table.loc["same", "p_t"] == 1.0  # identical per-query values: no test evidence
     np.testing.assert_allclose(table["p_t_holm"], holm(table["p_t"].to_numpy()))
+    lines = paired_markdown(table.reset_index(), "ours").splitlines()
+    assert lines[0].startswith("| reference | metric | ours |") and len(lines) == 2 + 2
+    assert lines[2].startswith(f"| ref | mrr | {(a + 0.05).mean():.4f} | {b.mean():.4f} |")
     other = pd.DataFrame({"query": range(5), "user": [1] * 5, "mrr": b}).set_index("query")
     with pytest.raises(CompareError, match="other queries"):
         paired_table(ours, {"other": other}, ["mrr"])

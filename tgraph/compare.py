@@ -198,6 +198,21 @@ def paired_table(
     return table
 
 
+def paired_markdown(table: pd.DataFrame, ours: str) -> str:
+    """:func:`paired_table`'s rows as a markdown table, ``ours`` naming the tested model."""
+    lines = [
+        f"| reference | metric | {ours} | reference | diff | p (t) | p (Wilcoxon) | Holm t / W |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples():
+        lines.append(
+            f"| {r.reference} | {r.metric} | {r.ours:.4f} | {r.reference_mean:.4f} | "
+            f"{r.diff:+.4f} | {r.p_t:.2g} | {r.p_wilcoxon:.2g} | "
+            f"{r.p_t_holm:.2g} / {r.p_wilcoxon_holm:.2g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def paired_tests(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """Two-sided p-values (paired t-test, Wilcoxon signed-rank) of ``a`` against ``b``.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tgraph.compare import paired_table, seed_mean_per_query
+from tgraph.compare import paired_markdown, paired_table, seed_mean_per_query
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parent
@@ -45,25 +45,17 @@ PRESETS = {
 
 
 def main() -> None:
-    lines = []
+    parts = []
     for preset, references in PRESETS.items():
         ours = seed_mean_per_query([HERE / f"{preset}.csv"], METRICS)
         refs = {name: seed_mean_per_query(paths, METRICS) for name, paths in references.items()}
         table = paired_table(ours, refs, METRICS)
-        lines += [
-            f"## {preset} ({len(ours)} test queries)",
-            "",
-            "| reference | metric | revisit | reference | diff | Holm p (t / Wilcoxon) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in table.itertuples():
-            lines.append(
-                f"| {r.reference} | {r.metric} | {r.ours:.4f} | {r.reference_mean:.4f} | "
-                f"{r.diff:+.4f} | {r.p_t_holm:.2g} / {r.p_wilcoxon_holm:.2g} |"
-            )
-        lines.append("")
-    (HERE / "paired.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+        parts.append(
+            f"## {preset} ({len(ours)} test queries)\n\n" + paired_markdown(table, "revisit")
+        )
+    text = "\n".join(parts)
+    (HERE / "paired.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

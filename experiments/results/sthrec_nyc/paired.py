@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tgraph.compare import paired_table, seed_mean_per_query
+from tgraph.compare import paired_markdown, paired_table, seed_mean_per_query
 
 HERE = Path(__file__).parent
 RESULTS = HERE.parent
@@ -36,19 +36,13 @@ REFERENCES = {
 def main() -> None:
     ours = seed_mean_per_query(sorted(HERE.glob("sthrec_seed*.csv")), METRICS)
     refs = {name: seed_mean_per_query(paths, METRICS) for name, paths in REFERENCES.items()}
-    table = paired_table(ours, refs, METRICS).rename(columns={"ours": "sthrec"})
-    table.to_csv(HERE / "paired.csv", index=False, float_format="%.4g")
-    head = "| reference | metric | sthrec | reference | diff | p (t) | p (Wilcoxon) | Holm t / W |"
-    lines = [head]
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for r in table.itertuples():
-        lines.append(
-            f"| {r.reference} | {r.metric} | {r.sthrec:.4f} | {r.reference_mean:.4f} | "
-            f"{r.diff:+.4f} | {r.p_t:.2g} | {r.p_wilcoxon:.2g} | "
-            f"{r.p_t_holm:.2g} / {r.p_wilcoxon_holm:.2g} |"
-        )
-    (HERE / "paired.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = paired_table(ours, refs, METRICS)
+    table.rename(columns={"ours": "sthrec"}).to_csv(
+        HERE / "paired.csv", index=False, float_format="%.4g"
+    )
+    text = paired_markdown(table, "sthrec")
+    (HERE / "paired.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":
