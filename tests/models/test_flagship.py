@@ -319,6 +319,17 @@ def test_builds_and_scores_on_nyc(root):
     assert scores.shape == (64, 5135) and torch.isfinite(scores).all()
 
 
+def _assert_repeat_delta(delta: torch.Tensor, queries) -> None:
+    """``delta`` = the scores' change when the repeat weights are set to r_k = k + 1: each
+    history POI gains its position from the end, counted from 1 at the last."""
+    expected = torch.zeros_like(delta)
+    for b in range(len(queries)):
+        n = int(queries.hist_len[b])
+        for p in range(n):
+            expected[b, int(queries.hist_items[b, p])] += float(n - p)
+    torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_repeat_term_hand_checked(split):
     """The repeat term adds r_k to each history POI, k its position from the end."""
     model = _model(split, use_transition_prior=False).eval()
@@ -328,12 +339,7 @@ def test_repeat_term_hand_checked(split):
     with torch.no_grad():
         model.repeat_weight.copy_(torch.arange(1.0, 9.0))  # r_0 = 1 (last), r_1 = 2, ...
     delta = model.full_sort_predict(queries) - without
-    expected = torch.zeros_like(delta)
-    for b in range(len(queries)):
-        n = int(queries.hist_len[b])
-        for p in range(n):
-            expected[b, int(queries.hist_items[b, p])] += float(n - p)
-    torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-5)
+    _assert_repeat_delta(delta, queries)
 
 
 def test_repeat_len_reads_a_longer_history_than_the_encoder(split):
@@ -353,12 +359,7 @@ def test_repeat_len_reads_a_longer_history_than_the_encoder(split):
         without = model.full_sort_predict(queries)
         model.repeat_weight.copy_(torch.arange(1.0, 9.0))
         delta = model.full_sort_predict(queries) - without
-    expected = torch.zeros_like(delta)
-    for b in range(len(queries)):
-        n = int(queries.hist_len[b])
-        for p in range(n):
-            expected[b, int(queries.hist_items[b, p])] += float(n - p)
-    torch.testing.assert_close(delta, expected, rtol=1e-5, atol=1e-5)
+    _assert_repeat_delta(delta, queries)
 
 
 def test_revisit_blend_adds_the_rule_and_is_chosen_on_validation(split, tmp_path):

@@ -98,7 +98,8 @@ def test_most_popular_counts_train_only():
     assert model.counts.tolist() == [2, 2, 2, 1, 1, 0]
 
 
-def test_markov_transitions_then_popularity():
+def _hand_transitions():
+    """Training rows (user, item, time) and a split over them: 0 -> 1 twice, 0 -> 2 once."""
     # user 0: 0 -> 1 -> 2 ; user 1: 0 -> 1, 1 -> 3 ; user 2: 0 -> 2
     rows = [(0, 0, 1), (0, 1, 2), (0, 2, 3), (1, 0, 4), (1, 1, 5), (1, 3, 6), (2, 0, 7), (2, 2, 8)]
     train = make_interactions(rows, 3, 5)
@@ -113,6 +114,11 @@ def test_markov_transitions_then_popularity():
         protocol="hand",
         time_order=None,
     )
+    return rows, split
+
+
+def test_markov_transitions_then_popularity():
+    rows, split = _hand_transitions()
     model = models.get("markov")(split)
     pop = np.bincount([r[1] for r in rows], minlength=5) / (1 + len(rows))
     queries = Queries(
@@ -207,20 +213,7 @@ def test_eval_cache_follows_mode_weights_and_device():
 
 
 def test_revisit_scores_by_hand():
-    # training transitions: 0 -> 1 twice, 0 -> 2 once (as in the Markov test)
-    rows = [(0, 0, 1), (0, 1, 2), (0, 2, 3), (1, 0, 4), (1, 1, 5), (1, 3, 6), (2, 0, 7), (2, 2, 8)]
-    train = make_interactions(rows, 3, 5)
-    split = tiny_split()
-    split = type(split)(
-        train=train,
-        valid=None,
-        test=train,
-        valid_targets=split.valid_targets.iloc[:0],
-        test_targets=pd.DataFrame({"query": [0], "user": [0], "item": [1], "timestamp": [99]}),
-        mask_history=False,
-        protocol="hand",
-        time_order=None,
-    )
+    rows, split = _hand_transitions()
     model = models.get("revisit")(split, {"max_len": 4, "decay": 0.5, "transition_weight": 2.0})
     assert model.history_len == 4 and not model.needs_training
     pop = np.bincount([r[1] for r in rows], minlength=5) / (1 + len(rows))
