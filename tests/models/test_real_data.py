@@ -8,8 +8,10 @@ floors are far below converged quality: these tests catch a model that does not 
 from __future__ import annotations
 
 import pytest
+import yaml
 
 import tgraph.models as models
+from tgraph.config import shipped_configs
 from tgraph.data import data_root
 from tgraph.data.protocols import getnext_nyc, leave_last_out
 from tgraph.data.readers.movielens import read_movielens_100k
@@ -72,3 +74,16 @@ def test_sequence_models_on_nyc(nyc, name, config, lr):
     pop = _pop(nyc, "acc@10").metrics["acc@10"]  # 0.043
     acc = _train(nyc, name, config, "acc@10", epochs=1, lr=lr)
     assert acc > 4 * pop, (name, acc, pop)
+
+
+def test_revisit_rule_on_nyc_equals_its_committed_result(nyc):
+    """The non-learned revisit rule with the settings of the shipped nyc_getnext config: the
+    test figures of experiments/results/revisit (deterministic, no training)."""
+    shipped = yaml.safe_load(shipped_configs()["nyc_getnext"].read_text())
+    config = next(m["config"] for m in shipped["models"] if m["name"] == "revisit")
+    result = Evaluator(nyc, "test", ["acc@1", "acc@10", "mrr"]).evaluate(
+        models.get("revisit")(nyc, config)
+    )
+    assert result.metrics["acc@1"] == pytest.approx(0.2736, abs=5e-5)
+    assert result.metrics["acc@10"] == pytest.approx(0.6853, abs=5e-5)
+    assert result.metrics["mrr"] == pytest.approx(0.4139, abs=5e-5)
