@@ -189,7 +189,9 @@ class STHeteroRec(Recommender):
         #: these settings; unset: no blend), its weight chosen on validation after training
         revisit: Revisit.Config | None = None
         #: the blend weights tried on validation (0 included: the learned scores alone)
-        revisit_weights: tuple[NonNegativeFloat, ...] = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
+        revisit_weights: Annotated[
+            tuple[NonNegativeFloat, ...], Field(strict=False, min_length=1)
+        ] = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
         #: the first-order transition prior from ``split.train``'s transition counts
         use_transition_prior: bool = True
 
