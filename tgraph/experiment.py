@@ -79,7 +79,7 @@ def run_model(
         fingerprint=recorded.digest,
         best_epoch=trainer.best_epoch,
         valid_metric=spec.train.valid_metric,
-        valid=selected.valid,
+        valid=selected.valid if trainer.calibrated_valid is None else trainer.calibrated_valid,
         test=result.metrics,
         train_seconds=trained.train_seconds,
         train_valid_seconds=trainer.elapsed_s,

@@ -392,6 +392,8 @@ def test_revisit_blend_adds_the_rule_and_is_chosen_on_validation(split, tmp_path
     assert chosen == weights[int(np.argmax(values))]
     assert float(trainer.best_state["revisit_weight"]) == chosen
     assert trainer.best_value == pytest.approx(max(values))
+    assert trainer.calibrated_valid is not None
+    assert trainer.calibrated_valid["mrr"] == pytest.approx(max(values))
     assert not STHeteroRec(split, {**SMALL, "n_regions": 10}).calibrate(lambda: 0.0)
 
 

@@ -193,6 +193,9 @@ class Trainer:
         self.best_value = -np.inf
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] | None = None
+        #: the validation metrics after :meth:`Recommender.calibrate` (``None``: nothing to
+        #: calibrate; the selected epoch's record holds them)
+        self.calibrated_valid: dict[str, float] | None = None
         self.bad_evals = 0
         self.evals_since_decay = 0  # evaluations without improvement since the last lr decay
         self.elapsed_s = 0.0  # training + validation (+ refit) time, carried over on resume
@@ -387,12 +390,13 @@ class Trainer:
 
     def _calibrate(self) -> None:
         """The model's post-training choices on validation (``Recommender.calibrate``), kept
-        in the best state and checkpoint; the selected epoch's value becomes the calibrated
-        model's."""
+        in the best state and checkpoint; the best value and :attr:`calibrated_valid` become
+        the calibrated model's."""
         metric = self.config.valid_metric
         if not self.model.calibrate(lambda: self._validate()[0][metric]):
             return
-        self.best_value = self._validate()[0][metric]
+        self.calibrated_valid = self._validate()[0]
+        self.best_value = self.calibrated_valid[metric]
         state = self.model.state_dict()
         self.best_state = {k: v.detach().cpu().clone() for k, v in state.items()}
         best = None if self.run_dir is None else self.run_dir.layout.best_checkpoint
