@@ -1,4 +1,5 @@
-"""Paired tests of sthrec against models whose per-query test results are committed files.
+"""Paired tests of sthrec (``paired.md``, ``paired.csv``) and of sthrec blended with the revisit
+rule (``paired_blend.md``) against models whose per-query test results are committed files.
 
 ``tgraph compare`` needs run directories; the committed per-query CSVs of earlier runs on the
 same split (getnext_nyc, query_time hidden, the same 1,433 test queries) are compared here with
@@ -42,6 +43,18 @@ def main() -> None:
     )
     text = paired_markdown(table, "sthrec")
     (HERE / "paired.md").write_text(text)
+    print(text)
+    # the flagship blended with the revisit rule against the rule, sthrec and the references
+    blend = seed_mean_per_query(sorted(HERE.glob("sthrec_blend_seed*.csv")), METRICS)
+    refs = {
+        "revisit (deterministic)": seed_mean_per_query(
+            [RESULTS / "revisit/getnext_nyc.csv"], METRICS
+        ),
+        "sthrec (seeds 0-4)": ours,
+        **{name: refs[name] for name in list(REFERENCES)[:4]},
+    }
+    text = paired_markdown(paired_table(blend, refs, METRICS), "sthrec_blend")
+    (HERE / "paired_blend.md").write_text(text)
     print(text)
 
 
