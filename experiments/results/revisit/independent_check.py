@@ -1,7 +1,7 @@
 """The revisit rule recomputed without tgraph's model, queries or evaluator: a user's
 check-ins before each target straight from the split's three parts, Markov counts from
 ``split.train``, the target's rank with ties counted against it. Prints Acc@1, Acc@10 and MRR
-of the selected configuration, to compare with ``<preset>_metrics.json``.
+of the selected configuration, to compare with ``revisit_<preset>_metrics.json``.
 
     python experiments/results/revisit/independent_check.py sthgcn_nyc valid 400 0.97 3 keep
 """

@@ -47,7 +47,7 @@ PRESETS = {
 def main() -> None:
     parts = []
     for preset, references in PRESETS.items():
-        ours = seed_mean_per_query([HERE / f"{preset}.csv"], METRICS)
+        ours = seed_mean_per_query([HERE / f"revisit_{preset}.csv"], METRICS)
         refs = {name: seed_mean_per_query(paths, METRICS) for name, paths in references.items()}
         table = paired_table(ours, refs, METRICS)
         parts.append(

@@ -7,7 +7,7 @@ counting ties against it (as tgraph's evaluator: ``w = 0`` gives the run's own m
 Prints one row per ``w``; the selected one is the best validation MRR.
 
     python experiments/results/sthgcn_nyc/blend.py RUN_DIR \
-        experiments/results/revisit/sthgcn_nyc_best.yaml
+        experiments/results/revisit/revisit_sthgcn_nyc_best.yaml
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ METRICS = ["acc@1", "acc@5", "acc@10", "mrr"]
 MODELS = {
     "sthrec_blend": sorted(HERE.glob("sthrec_blend_seed*.csv")),
     "sthrec": sorted(HERE.glob("sthrec_seed*.csv")),
-    "revisit": [HERE.parent / "revisit" / "sthgcn_nyc.csv"],
+    "revisit": [HERE.parent / "revisit" / "revisit_sthgcn_nyc.csv"],
     "sthgcn": sorted(HERE.glob("sthgcn_seed*.csv")),
     "getnext": sorted(HERE.glob("getnext_seed*.csv")),
 }

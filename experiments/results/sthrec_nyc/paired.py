@@ -48,7 +48,7 @@ def main() -> None:
     blend = seed_mean_per_query(sorted(HERE.glob("sthrec_blend_seed*.csv")), METRICS)
     refs = {
         "revisit (deterministic)": seed_mean_per_query(
-            [RESULTS / "revisit/getnext_nyc.csv"], METRICS
+            [RESULTS / "revisit/revisit_getnext_nyc.csv"], METRICS
         ),
         "sthrec (seeds 0-4)": ours,
         **{name: refs[name] for name in list(REFERENCES)[:4]},
