@@ -32,10 +32,10 @@ class Revisit(Markov):
     gets no revisit weight (a check-in rarely repeats the one before it); a query without
     history is ranked by popularity.
 
-    Next-POI targets are mostly revisits (79.5% of the test targets of the ``sthgcn_nyc`` preset
-    are among the user's earlier check-ins): this baseline asks how much of a learned model's accuracy such
-    a rule already gives. Nothing is trained; ``update`` folds new events' transitions and
-    counts as Markov's does, and histories come with the queries.
+    Next-POI targets are mostly revisits (79.5% of the test targets of the ``sthgcn_nyc``
+    preset are among the user's earlier check-ins): this baseline asks how much of a learned
+    model's accuracy such a rule already gives. Nothing is trained; ``update`` folds new
+    events' transitions and counts as Markov's does, and histories come with the queries.
     """
 
     class Config(Markov.Config):
