@@ -107,7 +107,7 @@ def rank_test(
         streaming = StreamingEvaluator(
             split_,
             metric_names,
-            refit=spec.train.refit,
+            holds_valid=spec.train.refit or spec.train.fold_valid,
             finetune_steps=spec.experiment.eval.finetune_steps,
             finetune_options=spec.train.model_dump(),
             progress=spec.train.progress and ctx.is_main,

@@ -121,14 +121,14 @@ def test_events_of_one_instant_are_ranked_before_any_is_ingested():
     """One update per query instant with new events before it; all replayed events strictly
     before the last instant (230) are ingested, those at 230 are not."""
     split = tied_split()
-    seen, replay = seen_and_replayed(split, refit=False)
+    seen, replay = seen_and_replayed(split, holds_valid=False)
     assert len(seen) == len(split.train.events)
     assert replay["timestamp"].is_monotonic_increasing
     assert len(replay) == len(split.valid.events) + len(split.test.events)
     streamed = StreamingEvaluator(split, METRICS).evaluate(LastItem(split))
     assert streamed.metrics.updates == 4  # valid before 200, then 200, 210, 220
     assert streamed.metrics.events_ingested == int((replay["timestamp"] < 230).sum())
-    refit_seen, refit_replay = seen_and_replayed(split, refit=True)
+    refit_seen, refit_replay = seen_and_replayed(split, holds_valid=True)
     assert len(refit_seen) == len(split.train.events) + len(split.valid.events)
     assert refit_replay.equals(split.test.events[refit_replay.columns].reset_index(drop=True))
 
@@ -156,7 +156,7 @@ def test_popularity_streaming_equals_rebuild_at_every_query():
     split = tied_split(seed=3)
     pop = models.get("pop")
     streamed = StreamingEvaluator(split, METRICS).evaluate(pop(split))
-    _, replay = seen_and_replayed(split, refit=False)
+    _, replay = seen_and_replayed(split, holds_valid=False)
     table = streamed.result.per_query
     evaluator = Evaluator(split, "test", METRICS)
     for row, at in enumerate(evaluator.table["timestamp"]):

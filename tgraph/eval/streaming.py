@@ -4,8 +4,8 @@ The static :class:`~tgraph.eval.evaluator.Evaluator` ranks every test query with
 as it was trained (frozen). The streaming evaluator ranks the same queries with the same
 ranking code, ground truths and masks (it calls :meth:`Evaluator.rank` and
 :meth:`Evaluator.result`), but lets the model follow the stream: the events the model has not
-seen (the validation events unless the trainer refitted on them, then the test events) are
-replayed in time order, and
+seen (the validation events unless the trainer refitted on them or folded them in, then the
+test events) are replayed in time order, and
 
 * each test query at time ``t`` is ranked with the state as of just before ``t``: every
   replayed event with ``timestamp < t`` has been folded in (``model.update``, plus
@@ -75,13 +75,14 @@ class StreamingResult:
     metrics: StreamingMetrics
 
 
-def seen_and_replayed(split: Split, refit: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The events a trained model was built from (train, plus validation when ``refit``) and
-    those a streaming evaluation replays into it (validation unless ``refit``, then test),
+def seen_and_replayed(split: Split, holds_valid: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The events a trained model was built from (train, plus validation when it
+    ``holds_valid``) and those a streaming evaluation replays into it (validation unless it
+    ``holds_valid``, then test),
     the latter in time order (stable: ties keep the order of the files)."""
     valid = [] if split.valid is None else [split.valid.events]
-    seen = [split.train.events, *(valid if refit else [])]
-    replayed = [*([] if refit else valid), split.test.events]
+    seen = [split.train.events, *(valid if holds_valid else [])]
+    replayed = [*([] if holds_valid else valid), split.test.events]
     columns = [c for c in split.train.events.columns if all(c in p for p in seen + replayed)]
     seen_events = pd.concat([p[columns] for p in seen], ignore_index=True)
     replay = pd.concat([p[columns] for p in replayed], ignore_index=True)
@@ -96,8 +97,8 @@ class StreamingEvaluator:
     Args:
         split: the protocol's split; its test queries must carry timestamps.
         metrics: names understood by :func:`tgraph.eval.metrics.parse`.
-        refit: whether the model was refitted on train + validation (then validation events
-            are part of its state and are not replayed).
+        holds_valid: whether the model holds the validation events (``train.refit`` or
+            ``train.fold_valid``); then they are not replayed.
         finetune_steps: gradient steps of ``model.finetune`` after each ingest (0: none).
         finetune_options: :class:`~tgraph.train.config.TrainConfig` fields for those steps
             (e.g. the run's ``lr`` and ``batch_size``).
@@ -109,14 +110,14 @@ class StreamingEvaluator:
         split: Split,
         metrics: tuple[str, ...] | list[str] = ("recall@20", "ndcg@20"),
         *,
-        refit: bool = False,
+        holds_valid: bool = False,
         finetune_steps: int = 0,
         finetune_options: Mapping[str, Any] | None = None,
         progress: bool = False,
     ) -> None:
         self.split = split
         self.evaluator = Evaluator(split, "test", metrics, batch_size=1)
-        self.seen, self.replay = seen_and_replayed(split, refit)
+        self.seen, self.replay = seen_and_replayed(split, holds_valid)
         self.finetune_steps = int(finetune_steps)
         self.finetune_options = dict(finetune_options or {})
         self.progress = progress

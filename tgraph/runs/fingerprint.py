@@ -35,6 +35,7 @@ AMENDABLE = frozenset(
         "train.patience",
         "train.time_budget_s",
         "train.refit",
+        "train.fold_valid",
         "train.lr",
         "train.weight_decay",
     }

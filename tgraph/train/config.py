@@ -42,8 +42,9 @@ def _fanout(value: int) -> int:
     return value
 
 
-#: options added after runs were fingerprinted: left out of a dump while unset (``None``)
-UNSET_OMITTED = frozenset({"distributed", "sampling"})
+#: options added after runs were fingerprinted, and their unset values: left out of a dump
+#: while unset, so that fingerprints of runs without them stay those of before they existed
+UNSET_OMITTED: dict[str, object] = {"distributed": None, "sampling": None, "fold_valid": False}
 
 
 class DistributedConfig(StrictModel):
@@ -122,6 +123,10 @@ class TrainConfig(StrictModel):
     time_budget_s: Annotated[float, Field(ge=0)] | None = None
     #: after selection, retrain from scratch on train + valid
     refit: bool = False
+    #: after selection, fold the validation events into the model before test (no gradient
+    #: step), so that test sees a model holding every event before the test period as
+    #: validation saw one holding every event before the validation period (trainer docstring)
+    fold_valid: bool = False
     eval_batch_size: PositiveInt = 1024
     #: tqdm bars; without them, one log line per epoch (loss, validation metric, seconds)
     progress: bool = True
@@ -141,11 +146,10 @@ class TrainConfig(StrictModel):
     def _without_unset_engine(
         self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
     ) -> dict:
-        """No key for an option of :data:`UNSET_OMITTED` left unset (``None``): fingerprints
-        of runs without it stay those of before the option existed."""
+        """No key for an option of :data:`UNSET_OMITTED` left unset."""
         data = handler(self)
-        for key in UNSET_OMITTED:
-            if key in data and data[key] is None:
+        for key, unset in UNSET_OMITTED.items():
+            if key in data and data[key] is unset:
                 del data[key]
         return data
 
@@ -174,6 +178,15 @@ class TrainConfig(StrictModel):
                 "train.sampling.sparse has no weight decay: it would touch every row at every "
                 "step (fix: set train.weight_decay: 0 and use the model's reg_weight, which "
                 "regularises the batch's rows)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refit_or_fold(self) -> TrainConfig:
+        if self.refit and self.fold_valid:
+            raise ValueError(
+                "train.refit and train.fold_valid both put the validation events into the model "
+                "before test (fix: set one of them to false)"
             )
         return self
 

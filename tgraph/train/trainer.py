@@ -15,6 +15,16 @@ rate it had in the selection run: the usual last step when the validation part w
 of the training data. Nothing is selected during the refit, and it is not checkpointed midway.
 The refit's model comes from ``rebuild`` (the recipe that built the first one, seeded again).
 
+With ``fold_valid``, after selection the validation events are folded into the selected model
+without a gradient step (:meth:`~tgraph.models.base.Recommender.update`, or ``observe`` of the
+training plus validation events for a model that rebuilds what it derives from events): its
+graph, hypergraph or transition counts then hold every event before the test period, as they
+held every event before the validation period when it was validated. Test queries read the
+validation period through their histories in any case; this gives the model's event-derived
+state the same view. It needs every validation event strictly before the first test target
+(refused otherwise: the fold would leak test-period events), and the checkpoints keep the
+model as selected.
+
 Per-epoch records (:class:`~tgraph.runs.records.CurveRecord`) go to ``Trainer.history`` and,
 with a ``run_dir``, to its curve; there every epoch ends with the last checkpoint (resume with
 ``fit(resume=True)``), every improvement with the best one, and a refit with the refit one
@@ -206,6 +216,15 @@ class Trainer:
         )
         if cfg.refit and type(model).observe is Recommender.observe:
             model.observe(split.train)  # raises the model's error now, not after training
+        if cfg.fold_valid:
+            self._foldable_valid()  # refused now, not after training
+            if not model.supports_update and type(model).observe is Recommender.observe:
+                raise ConfigError(
+                    f"model {type(model).__name__} can neither update nor observe events, so "
+                    "it cannot fold the validation events in",
+                    key="train.fold_valid",
+                    fix="set train.fold_valid: false",
+                )
         self.sampler = self._sampler(split.train)
         self._samples: tuple[Queries, torch.Tensor] | None = None
         if model.needs_training:
@@ -357,16 +376,28 @@ class Trainer:
     def _fit(
         self, last: Path | None, on_epoch: Callable[[CurveRecord], None] | None
     ) -> list[CurveRecord]:
-        """The loop of :meth:`fit` (``last``: the checkpoint rewritten after every epoch)."""
+        """:meth:`fit` without its bookkeeping (``last``: the checkpoint rewritten after every
+        epoch): fit or train, then fold the validation events in (``fold_valid``)."""
+        if self.model.needs_training:
+            self._train(last, on_epoch)
+        else:
+            self._fit_statistics(on_epoch)
+        if self.config.fold_valid:
+            self.fold_valid()
+        return self.history
+
+    def _fit_statistics(self, on_epoch: Callable[[CurveRecord], None] | None) -> None:
+        """A model fitted in closed form (``needs_training`` False): fit, validate once."""
+        self.model.fit(self.split.train)
+        metrics, _ = self._validate()
+        self.best_epoch, self.best_value = 0, metrics[self.config.valid_metric]
+        self._record(CurveRecord(epoch=0, valid=metrics))
+        if on_epoch is not None:
+            on_epoch(self.history[-1])
+
+    def _train(self, last: Path | None, on_epoch: Callable[[CurveRecord], None] | None) -> None:
+        """The epoch loop, then the best epoch's weights, calibration and ``refit``."""
         cfg = self.config
-        if not self.model.needs_training:
-            self.model.fit(self.split.train)
-            metrics, _ = self._validate()
-            self.best_epoch, self.best_value = 0, metrics[cfg.valid_metric]
-            self._record(CurveRecord(epoch=0, valid=metrics))
-            if on_epoch is not None:
-                on_epoch(self.history[-1])
-            return self.history
         assert self.optimizer is not None  # needs_training
         while self.epoch < cfg.epochs and self.bad_evals < cfg.patience and not self._out_of_time():
             record = self._timed_epoch()
@@ -386,7 +417,6 @@ class Trainer:
         self._calibrate()
         if cfg.refit:
             self.refit()
-        return self.history
 
     def _calibrate(self) -> None:
         """The model's post-training choices on validation (``Recommender.calibrate``), kept
@@ -411,9 +441,7 @@ class Trainer:
             raise ValueError("refit needs a validation part and a selected epoch (train.refit)")
         if self.rebuild is None:
             raise ValueError("refit needs the model's recipe: pass rebuild= to the Trainer")
-        train, valid = self.split.train, self.split.valid
-        events = pd.concat([train.events, valid.events], ignore_index=True)
-        combined = train.with_events(events.sort_values("timestamp", kind="stable"))
+        combined = self._train_and_valid()
         schedule = self._schedule(self.best_epoch)
         log.info("refit: %d epochs on %d train + valid events", self.best_epoch, len(combined))
         self.model = self.rebuild().to(self.device)  # the initialisation of the selection run
@@ -434,6 +462,44 @@ class Trainer:
             epoch=self.best_epoch,
             state={"refit_events": len(combined)},
         )
+
+    def fold_valid(self) -> None:
+        """Fold the validation events into the selected model before test (module
+        docstring); nothing is trained and nothing is validated afterwards."""
+        valid = self._foldable_valid()
+        if self.model.supports_update:
+            self.model.update(valid)
+        else:
+            self.model.observe(self._train_and_valid())
+        log.info("fold_valid: %d validation events folded into the model before test", len(valid))
+
+    def _train_and_valid(self) -> Interactions:
+        """The training plus validation events, in time order (stable: ties keep order)."""
+        train, valid = self.split.train, self.split.valid
+        assert valid is not None
+        events = pd.concat([train.events, valid.events], ignore_index=True)
+        return train.with_events(events.sort_values("timestamp", kind="stable"))
+
+    def _foldable_valid(self) -> Interactions:
+        """The validation events, checked to lie strictly before every test target."""
+        valid = self.split.valid
+        if valid is None or len(valid) == 0:
+            raise ConfigError(
+                f"protocol {self.split.protocol!r} has no validation events to fold in",
+                key="train.fold_valid",
+                fix="set train.fold_valid: false",
+            )
+        first_target = int(self.split.test_targets["timestamp"].min())
+        late = int((valid.events["timestamp"] >= first_target).sum())
+        if late:
+            raise ConfigError(
+                f"{late} of protocol {self.split.protocol!r}'s {len(valid)} validation events "
+                "are not before its first test target: folding them in would show the model "
+                "test-period events",
+                key="train.fold_valid",
+                fix="set train.fold_valid: false (or train.refit: true, which trains on them)",
+            )
+        return valid
 
     def _schedule(self, epochs: int) -> list[tuple[float, float]]:
         """``(lr, weight_decay)`` of each of the first ``epochs`` selection epochs: the
