@@ -361,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue each unfinished run from its last checkpoint; only epochs, patience, "
-        "time_budget_s, refit, lr and weight_decay may differ (recorded as an amendment); a "
-        "run without a checkpoint starts afresh",
+        "time_budget_s, refit, fold_valid, lr and weight_decay may differ (recorded as an "
+        "amendment); a run without a checkpoint starts afresh",
     )
     run.add_argument(
         "--overwrite",

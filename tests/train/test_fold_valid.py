@@ -101,3 +101,11 @@ def test_resume_adds_fold_valid_to_a_finished_run(tmp_path):
     assert a["valid"] == b["valid"] == before["valid"]
     assert a["test"] == pytest.approx(b["test"]) and a["test"] != before["test"]
     assert a["fingerprint"] == b["fingerprint"] != before["fingerprint"]
+
+
+@pytest.mark.parametrize("name", ["sasrec", "flashback"])
+def test_fold_valid_changes_nothing_in_models_without_event_state(name):
+    """Sequence models read the validation period through the histories only."""
+    split = tiny_split(mask_history=False)
+    folded, plain = (_fit(split, name, fold_valid=f).model for f in (True, False))
+    np.testing.assert_array_equal(_test_mrr(split, folded), _test_mrr(split, plain))
