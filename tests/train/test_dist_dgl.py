@@ -186,6 +186,9 @@ def test_unsupported_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     trainer.config, trainer.model = TrainConfig(distributed="dist_dgl", refit=True), model
     with pytest.raises(ConfigError, match="BPRMF.*train.refit"):
         trainer._check_supported()
+    trainer.config = TrainConfig(distributed="dist_dgl", fold_valid=True)
+    with pytest.raises(ConfigError, match="train.fold_valid"):
+        trainer._check_supported()
 
 
 # ---------------------------------------------------------------------- two machines

@@ -109,3 +109,21 @@ def test_fold_valid_changes_nothing_in_models_without_event_state(name):
     split = tiny_split(mask_history=False)
     folded, plain = (_fit(split, name, fold_valid=f).model for f in (True, False))
     np.testing.assert_array_equal(_test_mrr(split, folded), _test_mrr(split, plain))
+
+
+def test_streaming_after_the_fold_replays_the_test_period_only(tmp_path):
+    """A streamed Markov reaches each test query with every earlier event counted once, folded
+    or not: the two streaming rankings are equal (folding the validation events twice would
+    double their transitions)."""
+    for fold in ("false", "true"):
+        config = tiny(
+            tmp_path / fold,
+            "models=[{name: markov}]",
+            "eval={mode: streaming}",
+            f"train.fold_valid={fold}",
+        )
+        run_experiment(config)
+    plain, folded = (RunDir(run_of(tmp_path / f, "markov")) for f in ("false", "true"))
+    assert folded.read_metrics().test != plain.read_metrics().test  # the static ranking moved
+    a, b = (r.read_per_query(streaming=True)[["query", "mrr"]] for r in (plain, folded))
+    assert a.equals(b)

@@ -33,10 +33,10 @@ layers) are compared as DDP replicas are.
 
 Supported: ``lightgcn`` and ``ngcf`` with a sampled loss (``bpr`` / ``sampled_softmax``).
 Not supported (a ``ConfigError``): other models, the full ``ce`` loss, ``refit``,
-``--resume`` (the optimiser state lives on the servers), ``weight_decay`` (the models'
-``reg_weight`` is their L2). Every trainer holds every embedding and its own copy of the
-training graph for evaluation: the engine spreads the training graph's sampling and the
-embedding table's updates, not the evaluation's memory.
+``fold_valid``, ``--resume`` (the optimiser state lives on the servers), ``weight_decay``
+(the models' ``reg_weight`` is their L2). Every trainer holds every embedding and its own
+copy of the training graph for evaluation: the engine spreads the training graph's sampling
+and the embedding table's updates, not the evaluation's memory.
 """
 
 from __future__ import annotations
@@ -330,13 +330,16 @@ class DistDGLTrainer(Trainer):
             problems.append("loss 'ce' (supported: bpr, sampled_softmax)")
         if cfg.refit:
             problems.append("train.refit")
+        if cfg.fold_valid:
+            problems.append("train.fold_valid")
         if cfg.weight_decay:
             problems.append("train.weight_decay (use the model's reg_weight)")
         if problems:
             raise ConfigError(
                 "train.distributed: dist_dgl does not support " + ", ".join(problems),
                 key="train.distributed",
-                fix="lightgcn or ngcf with a sampled loss, without refit or weight_decay",
+                fix="lightgcn or ngcf with a sampled loss, without refit, fold_valid or "
+                "weight_decay",
             )
 
     def _check_partition(self, meta: dict[str, Any]) -> None:
