@@ -24,7 +24,7 @@ REFERENCES = {
     "flashback_h64 (seeds 0-4, flashback_nyc)": sorted(
         (RESULTS / "flashback_nyc").glob("flashback_h64_seed*.csv")
     ),
-    "sthgcn (seed 0, sthgcn_model_nyc)": [RESULTS / "sthgcn_model_nyc/sthgcn_seed0_per_query.csv"],
+    "sthgcn (seeds 0-4, this config)": sorted(HERE.glob("sthgcn_seed*.csv")),
     "getnext (seed 0, 3 epochs: under-trained, getnext_model_nyc)": [
         RESULTS / "getnext_model_nyc/getnext_seed0_epoch3.csv"
     ],
