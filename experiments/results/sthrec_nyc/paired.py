@@ -25,9 +25,9 @@ REFERENCES = {
         (RESULTS / "flashback_nyc").glob("flashback_h64_seed*.csv")
     ),
     "sthgcn (seeds 0-4, this config)": sorted(HERE.glob("sthgcn_seed*.csv")),
-    "getnext (seed 0, 3 epochs: under-trained, getnext_model_nyc)": [
-        RESULTS / "getnext_model_nyc/getnext_seed0_epoch3.csv"
-    ],
+    "getnext (seeds "
+    + ", ".join(p.stem.removeprefix("getnext_seed") for p in sorted(HERE.glob("getnext_seed*.csv")))
+    + ", this config)": sorted(HERE.glob("getnext_seed*.csv")),
     "sthrec before #13 §4 (seeds 0-2, nyc_getnext)": sorted(
         (RESULTS / "nyc_getnext").glob("sthrec_seed*.csv")
     ),
