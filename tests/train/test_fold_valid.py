@@ -10,6 +10,8 @@ import torch
 import tgraph.models as models
 from tests.models.helpers import random_split, tiny_split
 from tests.runs.helpers import run_of, tiny
+from tgraph.config import DatasetConfig
+from tgraph.data.protocols.prepare import prepare_split
 from tgraph.errors import ConfigError
 from tgraph.eval import Evaluator
 from tgraph.experiment import run_experiment
@@ -85,6 +87,20 @@ def test_fold_valid_refusals():
 
     with pytest.raises(ConfigError, match="can neither update nor observe"):
         Trainer(Frozen(tiny_split()), tiny_split(), {"fold_valid": True, "progress": False})
+
+
+def test_events_the_model_cannot_fold_stop_the_run_before_training(root):
+    """On gowalla_mat, sthrec's update refuses validation POIs that no training event placed
+    in a region: the Trainer tries the fold on a copy of the untrained model, so the run stops
+    at once, not after its epochs; the model itself is left as it was."""
+    split = prepare_split(DatasetConfig(name="gowalla_mat", protocol="gowalla_mat"), root)
+    seed_everything(0)
+    model = models.get("sthrec")(split)
+    n_users, edges = model.n_users, model.graph.num_edges()
+    with pytest.raises(ConfigError, match=r"train.fold_valid.*has no region") as err:
+        Trainer(model, split, {"fold_valid": True, "progress": False})
+    assert "cannot fold the validation events in" in str(err.value)
+    assert (model.n_users, model.graph.num_edges()) == (n_users, edges)
 
 
 def test_resume_adds_fold_valid_to_a_finished_run(tmp_path):

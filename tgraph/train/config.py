@@ -44,7 +44,12 @@ def _fanout(value: int) -> int:
 
 #: options added after runs were fingerprinted, and their unset values: left out of a dump
 #: while unset, so that fingerprints of runs without them stay those of before they existed
-UNSET_OMITTED: dict[str, object] = {"distributed": None, "sampling": None, "fold_valid": False}
+UNSET_OMITTED: dict[str, object] = {
+    "distributed": None,
+    "sampling": None,
+    "fold_valid": False,
+    "epoch_sampling": "events",
+}
 
 
 class DistributedConfig(StrictModel):
@@ -105,6 +110,11 @@ class TrainConfig(StrictModel):
     neg_alpha: Annotated[float, Field(ge=0)] = 0.75
     #: spatial neighbourhood size
     neg_k: PositiveInt = 50
+    #: what one epoch draws: ``events``, every training event once in a shuffled order;
+    #: ``users``, as many samples as events, each a uniformly drawn user's uniformly drawn
+    #: training event (LightGCN's official sampler: every user weighs the same in training, as
+    #: in the per-user metrics, instead of in proportion to their events)
+    epoch_sampling: Literal["events", "users"] = "events"
     #: sequence models: skip training targets with a shorter history
     min_history: Annotated[int, Field(ge=0)] = 0
     # a tuple from Python code is fine too

@@ -369,11 +369,7 @@ class DistDGLTrainer(Trainer):
         assert self._samples is not None and self.optimizer is not None
         self.sparse_optimizer._lr = self.optimizer.param_groups[0]["lr"]  # reduce-on-plateau
         queries, positives = self._samples
-        order = self.generator.permutation(len(positives))
-        if self.dist.active:
-            order = distributed.shard(order, self.dist.rank, self.dist.world_size)
-        if max_batches is not None:
-            order = order[: max_batches * self._batch]
+        order = self._epoch_order(max_batches)
         model = self.model
         model.train()
         total, batches = 0.0, 0

@@ -1,7 +1,8 @@
 """The training loop: mini-batches of training events, negatives, early stopping on validation.
 
 One epoch visits every training event once, in a shuffled order, in batches of
-``batch_size``. After every ``eval_every`` epochs the model is ranked on the **validation**
+``batch_size`` (with ``epoch_sampling: users``, as many samples drawn user-uniformly:
+:mod:`tgraph.train.epoch_order`). After every ``eval_every`` epochs the model is ranked on the **validation**
 targets; the epoch with the best ``valid_metric`` is kept (its weights are restored at the
 end) and training stops after ``patience`` evaluations without improvement, or at the first
 epoch end past ``time_budget_s`` (that epoch is validated too). With ``lr_decay < 1`` the
@@ -22,8 +23,9 @@ graph, hypergraph or transition counts then hold every event before the test per
 held every event before the validation period when it was validated. Test queries read the
 validation period through their histories in any case; this gives the model's event-derived
 state the same view. It needs every validation event strictly before the first test target
-(refused otherwise: the fold would leak test-period events), and the checkpoints keep the
-model as selected.
+(refused otherwise: the fold would leak test-period events); events the model's ``update``
+refuses stop the run when the trainer is built (it folds them into a copy first). The
+checkpoints keep the model as selected.
 
 Per-epoch records (:class:`~tgraph.runs.records.CurveRecord`) go to ``Trainer.history`` and,
 with a ``run_dir``, to its curve; there every epoch ends with the last checkpoint (resume with
@@ -51,6 +53,7 @@ as one line: epoch, loss, the validation metric and the epoch's seconds.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Callable
@@ -66,7 +69,7 @@ from tgraph.config import validate_model
 from tgraph.data.interactions import Interactions
 from tgraph.data.queries import Queries, build_queries, context_events, history_index
 from tgraph.data.split import Split
-from tgraph.errors import ConfigError, RunDirError
+from tgraph.errors import ConfigError, DataError, RunDirError
 from tgraph.eval.evaluator import EvalResult, Evaluator
 from tgraph.graph.sampling import NeighborSampling
 from tgraph.models.base import Batch, Recommender
@@ -76,6 +79,7 @@ from tgraph.runs.rundir import RunDir
 from tgraph.train import distributed
 from tgraph.train.checkpoint import restore_checkpoint, rng_states, save_checkpoint, set_rng_states
 from tgraph.train.config import TrainConfig
+from tgraph.train.epoch_order import UserSamples
 from tgraph.train.lazy_adam import LazyAdam
 from tgraph.train.negatives import NegativeSampler, make_sampler
 from tgraph.train.seed import seed_everything
@@ -217,8 +221,10 @@ class Trainer:
         if cfg.refit and type(model).observe is Recommender.observe:
             model.observe(split.train)  # raises the model's error now, not after training
         if cfg.fold_valid:
-            self._foldable_valid()  # refused now, not after training
-            if not model.supports_update and type(model).observe is Recommender.observe:
+            valid = self._foldable_valid()  # refused now, not after training
+            if model.supports_update:
+                self._try_fold(valid)
+            elif type(model).observe is Recommender.observe:
                 raise ConfigError(
                     f"model {type(model).__name__} can neither update nor observe events, so "
                     "it cannot fold the validation events in",
@@ -227,6 +233,7 @@ class Trainer:
                 )
         self.sampler = self._sampler(split.train)
         self._samples: tuple[Queries, torch.Tensor] | None = None
+        self._user_samples: UserSamples | None = None  # train.epoch_sampling users, lazily
         if model.needs_training:
             self._samples = self._training_samples(split.train, context_events(split, "train"))
 
@@ -273,11 +280,7 @@ class Trainer:
         cfg = self.config
         assert self.optimizer is not None and self._samples is not None  # needs_training
         queries, positives = self._samples
-        order = self.generator.permutation(len(positives))
-        if self.dist.active:  # this rank's shard, in its part of every global batch
-            order = distributed.shard(order, self.dist.rank, self.dist.world_size)
-        if max_batches is not None:
-            order = order[: max_batches * self._batch]
+        order = self._epoch_order(max_batches)
         self.model.train()
         loss_fn = None
         if self.dist.active:
@@ -303,6 +306,24 @@ class Trainer:
             batches += 1
             bar.set_postfix(loss=f"{total / batches:.4f}")
         return total / max(batches, 1)
+
+    def _epoch_order(self, max_batches: int | None = None) -> np.ndarray:
+        """The indices of the training samples this epoch visits, in order
+        (``train.epoch_sampling``): this rank's shard when several processes train, the first
+        ``max_batches`` batches of it if given."""
+        assert self._samples is not None  # needs_training
+        queries, positives = self._samples
+        if self.config.epoch_sampling == "users":
+            if self._user_samples is None:
+                self._user_samples = UserSamples(queries.user.numpy())
+            order = self._user_samples.draw(len(positives), self.generator)
+        else:
+            order = self.generator.permutation(len(positives))
+        if self.dist.active:  # this rank's shard, in its part of every global batch
+            order = distributed.shard(order, self.dist.rank, self.dist.world_size)
+        if max_batches is not None:
+            order = order[: max_batches * self._batch]
+        return order
 
     def _parallel_loss(self, queries: Queries, positives: torch.Tensor) -> torch.nn.Module:
         """The current model's loss in DDP (wrapped again after the refit rebuilds it); the
@@ -451,6 +472,7 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.sampler = self._sampler(combined)
         self._samples = self._training_samples(combined, context_events(self.split, "valid"))
+        self._user_samples = None
         for refit_epoch, (lr, weight_decay) in enumerate(schedule, start=1):
             for group in self.optimizer.param_groups:
                 group["lr"], group["weight_decay"] = lr, weight_decay
@@ -472,6 +494,18 @@ class Trainer:
         else:
             self.model.observe(self._train_and_valid())
         log.info("fold_valid: %d validation events folded into the model before test", len(valid))
+
+    def _try_fold(self, valid: Interactions) -> None:
+        """Fold ``valid`` into a copy of the untrained model, so that events its ``update``
+        refuses (e.g. ``sthrec``: a POI without a region) stop the run before training."""
+        try:
+            copy.deepcopy(self.model).update(valid)
+        except (NotImplementedError, DataError) as err:
+            raise ConfigError(
+                f"model {type(self.model).__name__} cannot fold the validation events in: {err}",
+                key="train.fold_valid",
+                fix="set train.fold_valid: false",
+            ) from err
 
     def _train_and_valid(self) -> Interactions:
         """The training plus validation events, in time order (stable: ties keep order)."""
