@@ -16,6 +16,7 @@ from tgraph.graph.hypergraph import (
     CHECKIN_IN,
     checkin_hypergraph,
     current_trajectory,
+    trajectory_links,
     trajectory_neighbours,
 )
 from tgraph.models import get
@@ -99,6 +100,25 @@ def test_trajectory_neighbours_by_hand():
     assert sorted(zip(query.tolist(), traj.tolist(), strict=True)) == [(1, 0)]
 
 
+def test_trajectory_links_by_hand():
+    """u0: T0 {0,1} 0-1 h, T1 {2} at 30 h; u1: T2 {1,3} 2-4 h; u2: T3 {1} at 50 h. A link needs
+    the earlier trajectory to end strictly before the later one starts."""
+    rows = [(0, 0, 0), (0, 1, H), (0, 2, 30 * H), (1, 1, 2 * H), (1, 3, 4 * H), (2, 1, 50 * H)]
+    hyper = checkin_hypergraph(make_interactions(rows, 3, 4))
+    assert hyper.graph.nodes["trajectory"].data["start"].tolist() == [0, 30 * H, 2 * H, 50 * H]
+    earlier, later, jaccard = trajectory_links(hyper, 0.0, 5, chunk=2)
+    got = sorted(zip(later.tolist(), earlier.tolist(), jaccard.tolist(), strict=True))
+    # T2 starts at 2 h, after T0 ended (1 h): {1,3} vs {0,1} = 1/3; T3 {1}: T0 1/2, T2 1/2;
+    # T1 {2} shares nothing; T0 is first
+    expected = [(2, 0, 1 / 3), (3, 0, 0.5), (3, 2, 0.5)]
+    assert [g[:2] for g in got] == [e[:2] for e in expected]
+    assert np.allclose([g[2] for g in got], [e[2] for e in expected])
+    earlier, later, _ = trajectory_links(hyper, 0.0, 1)  # ties: the later end first
+    assert sorted(zip(later.tolist(), earlier.tolist(), strict=True)) == [(2, 0), (3, 2)]
+    earlier, _, _ = trajectory_links(hyper, 0.4, 5)  # the threshold is strict
+    assert sorted(earlier.tolist()) == [0, 2]
+
+
 def test_hour_of_week():
     monday = 4 * 86400  # 1970-01-05 was a Monday
     assert hour_of_week(torch.tensor([monday, monday + 5 * H + 59, monday - 1])).tolist() == [
@@ -144,8 +164,10 @@ def test_shapes_predict_matches_full_sort(split):
     )
 
 
-def test_gradients_reach_every_parameter(split):
-    model = make(split).train()
+@pytest.mark.parametrize("layers", [0, 2])
+def test_gradients_reach_every_parameter(split, layers):
+    model = make(split, n_traj_layers=layers).train()
+    assert len(model.conv_traj) == layers
     queries, _ = target_queries(split, "valid", model.history_len)
     loss = model.calculate_loss(Batch(queries, torch.randint(0, split.n_items, (len(queries),))))
     assert torch.isfinite(loss)
@@ -163,6 +185,13 @@ def test_ablations_and_config_errors(split):
         assert other.shape == full.shape and not torch.allclose(other, full), flags
     with pytest.raises(Exception, match="n_heads"):
         make(split, n_heads=3)
+    other = make(split, n_traj_layers=1).eval().full_sort_predict(queries)
+    assert other.shape == full.shape and not torch.allclose(other, full)
+    with pytest.raises(Exception, match="n_traj_layers.*n_neighbours is 0"):
+        make(split, n_traj_layers=1, n_neighbours=0)
+    # left out of the dump while 0: the fingerprints of earlier runs stay
+    assert "n_traj_layers" not in STHGCN.Config().model_dump()
+    assert STHGCN.Config(n_traj_layers=1).model_dump()["n_traj_layers"] == 1
 
 
 def test_dropout_only_in_training(split):
@@ -220,13 +249,14 @@ def _move_targets(split, part: str, seed: int):
     return dataclasses.replace(split, **{field: targets}), queries
 
 
-def test_no_target_leakage(split):
+@pytest.mark.parametrize("layers", [0, 1])
+def test_no_target_leakage(split, layers):
     """Moving each test target's time within the gap after its last history event (the
     information ``query_time: hidden`` withholds) changes no score of a query with history;
     nor does any query timestamp at all. The split's time is made known, so that the target's
     time reaches the queries and only the model can keep it out of the scores."""
     split = dataclasses.replace(split, query_time="known")
-    model = make(split).eval()
+    model = make(split, n_traj_layers=layers).eval()
     moved, queries = _move_targets(split, "test", seed=0)
     queries_moved, _ = target_queries(moved, "test", SMALL["max_len"])
     assert torch.equal(queries_moved.hist_items, queries.hist_items)
@@ -284,6 +314,35 @@ def test_builds_and_scores_on_nyc(root):
         scores = model.full_sort_predict(queries[:64])
     assert scores.shape == (64, nyc.n_items) and torch.isfinite(scores).all()
     assert float(scores.std()) > 0
+
+
+def test_trajectory_links_on_nyc_respect_time_and_the_rule(root):
+    """On NYC's training hypergraph every link runs from a trajectory that ended before the
+    later one started, passes the Jaccard threshold, and no trajectory has more than k."""
+    nyc = getnext_nyc(root)
+    hyper = checkin_hypergraph(nyc.train, 24.0, nyc.n_items)
+    earlier, later, jaccard = trajectory_links(hyper, 0.005, 50)
+    data = hyper.graph.nodes["trajectory"].data
+    assert len(earlier) > 10 * hyper.n_trajectories  # most trajectories have links
+    assert bool((data["end"][earlier] < data["start"][later]).all())
+    assert bool((jaccard > 0.005).all())
+    assert int(torch.bincount(later).max()) == 50
+    # each trajectory's links are the searched neighbours of its POI set just before it began
+    pick = torch.arange(0, hyper.n_trajectories, 997)
+    dense = hyper.incidence.index_select(0, pick).to_dense()
+    items = torch.where(dense > 0, torch.arange(nyc.n_items), nyc.n_items)
+    traj, query, _ = trajectory_neighbours(
+        hyper.incidence,
+        hyper.size,
+        data["end"],
+        items,
+        items < nyc.n_items,
+        data["start"][pick] - 1,
+        0.005,
+        50,
+    )
+    for row, t in enumerate(pick.tolist()):
+        assert sorted(traj[query == row].tolist()) == sorted(earlier[later == t].tolist())
 
 
 # ---------------------------------------------------------------------- the fast paths

@@ -6,7 +6,9 @@ with one ``("checkin", "in", "trajectory")`` edge per member (the incidence matr
 bipartite heterograph). Inter-trajectory hyperedges (trajectory -> later trajectory, Jaccard
 similarity of their POI sets above a threshold) are found per query by
 :func:`trajectory_neighbours`: a query links only to trajectories that ended at or before
-its "now" (the last history event), so nothing at or after a target reaches it.
+its "now" (the last history event), so nothing at or after a target reaches it; among the
+training trajectories themselves (:func:`trajectory_links`) a trajectory links only to those
+that ended before it began.
 
 Built from a split's training events only (:func:`checkin_hypergraph`); a query's own
 current trajectory comes from its history (:func:`current_trajectory`).
@@ -145,9 +147,8 @@ def trajectory_neighbours(
     n_traj, n_items = incidence.shape
     device = query_items.device
     batch = query_items.shape[0]
-    empty = torch.zeros(0, dtype=torch.long, device=device)
     if n_traj == 0 or batch == 0 or k == 0 or not bool(query_mask.any()):
-        return empty, empty, empty.float()
+        return _no_edges(device)
     # the queries' POI sets as a sparse 0/1 matrix [B, n_items]
     qrow, pos = query_mask.nonzero(as_tuple=True)
     keys = torch.unique(qrow * n_items + query_items[qrow, pos])
@@ -156,6 +157,58 @@ def trajectory_neighbours(
         torch.stack([rows, cols]), torch.ones(len(keys), device=device), (batch, n_items)
     )
     set_size = torch.bincount(rows, minlength=batch).float()
+    return _most_similar(sets, set_size, incidence, size, end, now, threshold, k)
+
+
+def trajectory_links(
+    hyper: CheckinHypergraph, threshold: float, k: int, chunk: int = 1024
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Inter-trajectory hyperedges among ``hyper``'s own trajectories, as STHGCN links its
+    training trajectories: for each trajectory :math:`T` (as a query with its POI set), the
+    (at most ``k``) trajectories that ended strictly before :math:`T` started with Jaccard
+    similarity above ``threshold``, the most similar first (:func:`trajectory_neighbours`'s
+    rule). Returns ``(earlier, later, jaccard)`` edge arrays, by ``later``; ``chunk``
+    trajectories are searched at a time, which bounds the similarity product's memory."""
+    incidence, size = hyper.incidence, hyper.size
+    data = hyper.graph.nodes["trajectory"].data
+    start, end = data["start"], data["end"]
+    n_traj, n_items = incidence.shape
+    if n_traj == 0 or k == 0:
+        return _no_edges(incidence.device)
+    rows, cols = incidence.indices()  # coalesced: by row
+    parts = []
+    for lo in range(0, n_traj, chunk):
+        hi = min(lo + chunk, n_traj)
+        a, b = torch.searchsorted(rows, torch.tensor([lo, hi], device=rows.device)).tolist()
+        sets = torch.sparse_coo_tensor(
+            torch.stack([rows[a:b] - lo, cols[a:b]]),
+            torch.ones(b - a, device=rows.device),
+            (hi - lo, n_items),
+        )
+        earlier, later, jaccard = _most_similar(
+            sets, size[lo:hi], incidence, size, end, start[lo:hi] - 1, threshold, k
+        )
+        parts.append((earlier, later + lo, jaccard))
+    return tuple(torch.cat(column) for column in zip(*parts))  # type: ignore[return-value]
+
+
+def _no_edges(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    return empty, empty, empty.float()
+
+
+def _most_similar(
+    sets: Tensor,
+    set_size: Tensor,
+    incidence: Tensor,
+    size: Tensor,
+    end: Tensor,
+    now: Tensor,
+    threshold: float,
+    k: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`trajectory_neighbours` of the POI sets ``sets`` (sparse 0/1 ``[B, n_items]``,
+    ``set_size`` of them) at times ``now``."""
     # intersections, only where non-zero: a sparse [B, n_trajectories] product
     with warnings.catch_warnings():  # torch < 2.3: "sparse CSR support is in beta"
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
@@ -166,7 +219,7 @@ def trajectory_neighbours(
     keep = (end[traj] <= now[query]) & (jaccard > threshold)
     query, traj, jaccard = query[keep], traj[keep], jaccard[keep]
     if len(query) == 0:
-        return empty, empty, empty.float()
+        return _no_edges(sets.device)
     # per query, the most similar first (ties: the later end first), then at most k of them
     span = max(float(end.max() - end.min()), 1.0)
     recency = (end[traj] - end.min()).double() / span
@@ -174,6 +227,6 @@ def trajectory_neighbours(
     order = key.argsort(stable=True)  # the product's entries are by (query, trajectory)
     query, traj, jaccard = query[order], traj[order], jaccard[order]
     first = torch.searchsorted(query, query, right=False)
-    rank = torch.arange(len(query), device=device) - first
+    rank = torch.arange(len(query), device=sets.device) - first
     keep = rank < k
     return traj[keep], query[keep], jaccard[keep]

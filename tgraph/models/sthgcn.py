@@ -9,7 +9,15 @@ from typing import Annotated, Any
 import dgl
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 from torch import Tensor, nn
 
 from tgraph.data.interactions import Interactions
@@ -18,8 +26,10 @@ from tgraph.data.queries import Queries
 from tgraph.data.split import Split
 from tgraph.graph.hypergraph import (
     CHECKIN_IN,
+    CheckinHypergraph,
     checkin_hypergraph,
     current_trajectory,
+    trajectory_links,
     trajectory_neighbours,
 )
 from tgraph.graph.training import has_coordinates
@@ -34,6 +44,8 @@ SECONDS_PER_HOUR = 3600
 EPOCH_WEEKDAY = 3
 #: the relation of the per-batch inter-trajectory graph (earlier trajectory -> query)
 TRAJ_TO_QUERY = ("trajectory", "to", "query")
+#: the relation among training trajectories (``n_traj_layers``): earlier -> later
+TRAJ_TO_LATER = ("trajectory", "precedes", "later")
 #: distinct queries whose neighbours :meth:`STHGCN._neighbours` remembers (then it starts over)
 NEIGHBOUR_CACHE_SIZE = 1_000_000
 
@@ -80,6 +92,15 @@ class STHGCN(Recommender):
 
     (full ranking over all POIs; trained with full cross-entropy).
 
+    **Trajectory -> trajectory layers** (``n_traj_layers`` :math:`L > 0`, ``conv_traj``):
+    before a query attends, every training trajectory :math:`T` attends :math:`L` times over
+    the (at most ``n_neighbours``) training trajectories :math:`T'` that ended strictly before
+    :math:`T` started and whose POI sets pass the same Jaccard rule
+    (:func:`~tgraph.graph.hypergraph.trajectory_links`), with :math:`e_{T'T} = [\Phi(t_T -
+    t_{T'}), \psi(d(p_{T'}, p_T))]`; the query then attends over these :math:`h^{(L)}_T`
+    (the paper's stacked inter-trajectory layers). Each training step then encodes every
+    training trajectory, not only those its queries attend over.
+
     **What a query uses** (the ``query_time`` contract): its history only. "Now" is the time
     of its last history event; ``Queries.timestamp`` is read only for a query with an empty
     history (then there is no trajectory: :math:`z_Q` comes from the user embedding and the
@@ -88,8 +109,8 @@ class STHGCN(Recommender):
     its query.
 
     **Departures from the paper** (said where the numbers are reported): one intra- and one
-    inter-trajectory layer; training trajectories are not linked to each other (the paper
-    stacks trajectory -> trajectory layers over the training hypergraph too); neighbours are
+    inter-trajectory layer, and training trajectories not linked to each other, unless
+    ``n_traj_layers`` is set; neighbours are
     the top ``n_neighbours`` by Jaccard instead of sampled; POI, user and time features are
     summed rather than concatenated; no auxiliary category / region features.
     Ablations: ``n_neighbours: 0`` (no inter-trajectory hyperedges), ``use_time_encoding``,
@@ -115,10 +136,28 @@ class STHGCN(Recommender):
         init_std: InitStd = 0.1
         use_time_encoding: bool = True
         use_distance: bool = True
+        #: trajectory -> trajectory layers over the training hypergraph before a query
+        #: attends (class docstring; 0: each trajectory's own encoding)
+        n_traj_layers: NonNegativeInt = 0
+
+        @model_serializer(mode="wrap")
+        def _without_unset_traj_layers(self, handler: SerializerFunctionWrapHandler) -> dict:
+            """No ``n_traj_layers`` key while 0: fingerprints of runs from before the option
+            existed stay the same."""
+            data = handler(self)
+            if data.get("n_traj_layers") == 0:
+                del data["n_traj_layers"]
+            return data
 
         @model_validator(mode="after")
         def _heads_divide_dim(self) -> STHGCN.Config:
             check_heads(self.embedding_dim, self.n_heads, "n_heads")
+            if self.n_traj_layers and not self.n_neighbours:
+                raise ValueError(
+                    "n_traj_layers links trajectories through their n_neighbours most similar "
+                    "earlier ones, and n_neighbours is 0 (fix: set n_neighbours > 0, or "
+                    "n_traj_layers: 0)"
+                )
             return self
 
     config: Config
@@ -153,6 +192,10 @@ class STHGCN(Recommender):
         self.conv_inter = HypergraphTransformerConv(dim, edge_dim, cfg.n_heads, cfg.dropout)
         self.input_dropout = nn.Dropout(cfg.dropout)
         self.decoder = nn.Linear(dim, self.n_items)
+        self.conv_traj = nn.ModuleList(
+            HypergraphTransformerConv(dim, edge_dim, cfg.n_heads, cfg.dropout)
+            for _ in range(cfg.n_traj_layers)
+        )
         self.observe(split.train)
 
     # ------------------------------------------------------------------ the hypergraph
@@ -179,9 +222,36 @@ class STHGCN(Recommender):
             with torch.no_grad():
                 dist = self._distance(checkin["item"], traj_data["last_item"][traj])
             self.register_buffer("checkin_dist", dist.to(device), persistent=False)
+        if self.config.n_traj_layers:
+            self._link_trajectories(hyper)
         #: per query (its POI set and "now"): its neighbours' ids (see _neighbours)
         self._neighbour_cache: dict[bytes, np.ndarray] = {}
         self._eval_cache = None
+
+    def _link_trajectories(self, hyper: CheckinHypergraph) -> None:
+        """The trajectory -> later trajectory graph of ``n_traj_layers`` and the data parts
+        of its edges (time gaps between the ends, last POIs, distance encodings)."""
+        cfg = self.config
+        earlier, later, _ = trajectory_links(hyper, cfg.jaccard_threshold, cfg.n_neighbours)
+        n_traj = hyper.n_trajectories
+        links = dgl.heterograph(
+            {TRAJ_TO_LATER: (earlier, later)},
+            num_nodes_dict={"trajectory": n_traj, "later": n_traj},
+        )
+        device = self.item_latlon.device
+        self.register_graph("traj_links", links.to(device))
+        data = hyper.graph.nodes["trajectory"].data
+        last, end = data["last_item"], data["end"]
+        for name, value in (
+            ("link_dt", end[later] - end[earlier]),
+            ("link_src_item", last[earlier]),
+            ("link_dst_item", last[later]),
+        ):
+            self.register_buffer(name, value.to(device), persistent=False)
+        if self.use_distance:
+            with torch.no_grad():
+                dist = self._distance(last[earlier].to(device), last[later].to(device))
+            self.register_buffer("link_dist", dist, persistent=False)
 
     def _km(self, a: Tensor, b: Tensor) -> Tensor:
         """Distances between items ``a`` and ``b`` (same shape); 0 where either is unknown."""
@@ -220,8 +290,9 @@ class STHGCN(Recommender):
         :math:`h_T` depends only on :math:`T`'s own check-ins, so a training step encodes
         only the trajectories its queries attend over (``which``): the same values as rows
         ``which`` of the full pass, at a fraction of its cost. In eval mode the full pass is
-        computed once per evaluation and indexed."""
-        if which is None or not self.training:
+        computed once per evaluation and indexed. With ``n_traj_layers`` :math:`h_T` depends
+        on earlier trajectories too, and every step runs the full pass."""
+        if which is None or not self.training or self.config.n_traj_layers:
             full = self.eval_cached(self._trajectories)
             return full if which is None else full[which]
         return self._trajectories(which)
@@ -250,7 +321,14 @@ class STHGCN(Recommender):
         dt = graph.edges[CHECKIN_IN].data["dt"][members]
         dist = self.checkin_dist[members] if self.use_distance else None
         edge = self._edge(dt, item, last_item[dst], dist)
-        return self.conv_intra(sub, x, start_x, edge)
+        h = self.conv_intra(sub, x, start_x, edge)
+        if self.config.n_traj_layers:  # only in the full pass (trajectory_embeddings)
+            links = self.traj_links
+            dist = self.link_dist if self.use_distance else None
+            edge = self._edge(self.link_dt, self.link_src_item, self.link_dst_item, dist)
+            for conv in self.conv_traj:
+                h = conv(links, h, h, edge)
+        return h
 
     # ------------------------------------------------------------------ queries
     def query_embedding(self, queries: Queries) -> Tensor:

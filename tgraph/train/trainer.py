@@ -2,12 +2,13 @@
 
 One epoch visits every training event once, in a shuffled order, in batches of
 ``batch_size`` (with ``epoch_sampling: users``, as many samples drawn user-uniformly:
-:mod:`tgraph.train.epoch_order`). After every ``eval_every`` epochs the model is ranked on the **validation**
-targets; the epoch with the best ``valid_metric`` is kept (its weights are restored at the
-end) and training stops after ``patience`` evaluations without improvement, or at the first
-epoch end past ``time_budget_s`` (that epoch is validated too). With ``lr_decay < 1`` the
-learning rate is multiplied by ``lr_decay`` after every ``lr_patience`` evaluations without
-improvement (reduce-on-plateau). The test part is never looked at.
+:mod:`tgraph.train.epoch_order`). After every ``eval_every`` epochs the model is ranked on
+the **validation** targets; the epoch with the best ``valid_metric`` is kept (its weights
+are restored at the end) and training stops after ``patience`` evaluations without
+improvement, or at the first epoch end past ``time_budget_s`` (that epoch is validated too).
+With ``lr_decay < 1`` the learning rate is multiplied by ``lr_decay`` after every
+``lr_patience`` evaluations without improvement (reduce-on-plateau). The test part is never
+looked at.
 
 With ``refit``, after selection the validation events join the training events (and, through
 :meth:`~tgraph.models.base.Recommender.observe`, the model's graph) and the model is trained
