@@ -29,6 +29,7 @@ from timing import best_of
 
 from tgraph.config import ExperimentConfig, ModelEntry
 from tgraph.data import data_root, protocols
+from tgraph.data.split import Split
 from tgraph.eval.evaluator import Evaluator
 from tgraph.nn.lightgcn_conv import LightGCNConv, lightgcn_propagate
 from tgraph.train.recipe import build_trainer
@@ -91,7 +92,9 @@ def main() -> None:
     )
 
 
-def time_negatives(split, entry: ModelEntry, negatives: list[int], batch: int, rounds: int) -> None:
+def time_negatives(
+    split: Split, entry: ModelEntry, negatives: list[int], batch: int, rounds: int
+) -> None:
     """Process-CPU seconds per training step for each ``n_neg``, the trainers taking turns."""
     trainers = {}
     for k in negatives:
