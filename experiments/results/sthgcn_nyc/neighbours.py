@@ -29,6 +29,8 @@ def main() -> None:
         queries, _ = target_queries(split, "test", model.history_len)
         items, times, length = queries.hist_items, queries.hist_times, queries.hist_len
         assert items is not None and times is not None and length is not None
+        # every test query has history, so "now" is its last check-in, as in STHGCN's encoder
+        assert bool((length > 0).all()), "a test query without history"
         rows = torch.arange(len(queries))
         now = times[rows, (length - 1).clamp(min=0)]
         member = current_trajectory(times, length, model.config.gap_hours)
