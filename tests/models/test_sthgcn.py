@@ -16,6 +16,8 @@ from tgraph.graph.hypergraph import (
     CHECKIN_IN,
     checkin_hypergraph,
     current_trajectory,
+    own_trajectories,
+    pair_jaccard,
     trajectory_links,
     trajectory_neighbours,
 )
@@ -98,6 +100,38 @@ def test_trajectory_neighbours_by_hand():
         incidence, size, end, items, mask, torch.tensor([30, 25, 15]), 0.5, 5
     )
     assert sorted(zip(query.tolist(), traj.tolist(), strict=True)) == [(1, 0)]
+    # other users' only: T0 and T1 are user 0's, T2 user 1's; q0 is user 0's, q1 user 1's
+    owner, user = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0])
+    traj, query, _ = trajectory_neighbours(
+        incidence, size, end, items, mask, torch.tensor([30, 25, 15]), 0.0, 5, (owner, user)
+    )
+    assert sorted(zip(query.tolist(), traj.tolist(), strict=True)) == [(0, 2), (1, 0), (1, 1)]
+
+
+def test_own_trajectories_and_pair_jaccard_by_hand():
+    """User 0 owns T0 (ends 10), T1 (20), T3 (40); user 1 owns T2 (30). Each query gets its
+    own user's latest k trajectories ended by its "now", whatever their overlap."""
+    owner, end = torch.tensor([0, 0, 1, 0]), torch.tensor([10, 20, 30, 40])
+    user, now = torch.tensor([0, 1, 0, 2, 0]), torch.tensor([35, 30, 9, 50, 10])
+    traj, query = own_trajectories(owner, end, user, now, 2)
+    # q0: T1, T0 (T3 ends after 35); q1: T2 (at now: included); q2: none; q3: user 2 has none;
+    # q4: T0 (ends at 10)
+    assert list(zip(query.tolist(), traj.tolist(), strict=True)) == [(0, 1), (0, 0), (1, 2), (4, 0)]
+    traj, query = own_trajectories(owner, end, user, now, 1)
+    assert list(zip(query.tolist(), traj.tolist(), strict=True)) == [(0, 1), (1, 2), (4, 0)]
+    # POI sets {0,1}, {2}, {1,3}, {1}; queries {1} and {0,1,2}
+    incidence = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 0], [0, 1, 0, 1], [0, 1, 0, 0.0]])
+    size = torch.tensor([2.0, 1.0, 2.0, 1.0])
+    items = torch.tensor([[1, 4, 4], [1, 0, 2]])
+    got = pair_jaccard(
+        incidence.to_sparse(),
+        size,
+        items,
+        items != 4,
+        torch.tensor([0, 0, 1, 1, 0]),
+        torch.tensor([0, 1, 1, 3, 3]),
+    )
+    torch.testing.assert_close(got, torch.tensor([0.5, 0.0, 1 / 3, 1 / 3, 1.0]))
 
 
 def test_trajectory_links_by_hand():
@@ -164,9 +198,12 @@ def test_shapes_predict_matches_full_sort(split):
     )
 
 
-@pytest.mark.parametrize("layers", [0, 2])
-def test_gradients_reach_every_parameter(split, layers):
-    model = make(split, n_traj_layers=layers).train()
+@pytest.mark.parametrize(
+    "options", [{}, {"n_traj_layers": 2}, {"neighbour_rule": "sthgcn", "n_neighbours": 0}]
+)
+def test_gradients_reach_every_parameter(split, options):
+    model = make(split, **options).train()
+    layers = options.get("n_traj_layers", 0)
     assert len(model.conv_traj) == layers
     queries, _ = target_queries(split, "valid", model.history_len)
     loss = model.calculate_loss(Batch(queries, torch.randint(0, split.n_items, (len(queries),))))
@@ -189,9 +226,16 @@ def test_ablations_and_config_errors(split):
     assert other.shape == full.shape and not torch.allclose(other, full)
     with pytest.raises(Exception, match="n_traj_layers.*n_neighbours is 0"):
         make(split, n_traj_layers=1, n_neighbours=0)
-    # left out of the dump while 0: the fingerprints of earlier runs stay
-    assert "n_traj_layers" not in STHGCN.Config().model_dump()
+    other = make(split, neighbour_rule="sthgcn").eval().full_sort_predict(queries)
+    assert other.shape == full.shape and not torch.allclose(other, full)
+    # left out of the dump while unused: the fingerprints of earlier runs stay
+    dump = STHGCN.Config().model_dump()
+    assert not {"n_traj_layers", "neighbour_rule", "n_own_neighbours"} & set(dump)
     assert STHGCN.Config(n_traj_layers=1).model_dump()["n_traj_layers"] == 1
+    dump = STHGCN.Config(neighbour_rule="sthgcn").model_dump()
+    assert dump["neighbour_rule"] == "sthgcn" and dump["n_own_neighbours"] == 50
+    with pytest.raises(Exception, match="neighbour_rule"):
+        STHGCN.Config(neighbour_rule="sampled")
 
 
 def test_dropout_only_in_training(split):
@@ -206,13 +250,12 @@ def test_hypergraph_is_built_from_training_events_only(split):
     assert int(ends.max()) <= int(split.train.events["timestamp"].max())
 
 
-def test_neighbours_never_end_after_now(split):
+@pytest.mark.parametrize("rule", ["jaccard", "sthgcn"])
+def test_neighbours_never_end_after_now(split, rule):
     """A training sample's own trajectory (which holds its target) and every later one are
-    never neighbours of its query."""
-    model = make(split)
+    never neighbours of its query, under either rule."""
+    model = make(split, neighbour_rule=rule)
     train = split.train.events
-    hyper = checkin_hypergraph(split.train, 24.0, split.n_items)
-    end = hyper.graph.nodes["trajectory"].data["end"]
     queries = build_queries(
         train["user"].to_numpy(),
         train["timestamp"].to_numpy(),
@@ -221,16 +264,13 @@ def test_neighbours_never_end_after_now(split):
         split.n_items,
     )
     length = queries.hist_len
-    has = length > 0
-    rows = torch.arange(len(queries))
-    now = queries.hist_times[rows, (length - 1).clamp(min=0)]
-    member = current_trajectory(queries.hist_times, length)
-    traj, query, _ = trajectory_neighbours(
-        hyper.incidence, hyper.size, end, queries.hist_items, member, now, 0.005, 50
-    )
-    assert len(traj) > 0 and bool(has[query].all())
+    now = queries.hist_times[torch.arange(len(queries)), (length - 1).clamp(min=0)]
+    traj, query, _, own = model.neighbours(queries)
+    end = model.hypergraph.nodes["trajectory"].data["end"]
+    assert len(traj) > 0 and bool((length[query] > 0).all())
     assert bool((end[traj] <= now[query]).all())
     assert bool((end[traj] < queries.timestamp[query]).all())  # strictly before the target
+    assert bool(own.any()) and bool((~own).any())
 
 
 def _move_targets(split, part: str, seed: int):
@@ -249,14 +289,16 @@ def _move_targets(split, part: str, seed: int):
     return dataclasses.replace(split, **{field: targets}), queries
 
 
-@pytest.mark.parametrize("layers", [0, 1])
-def test_no_target_leakage(split, layers):
+@pytest.mark.parametrize(
+    "options", [{"n_traj_layers": 0}, {"n_traj_layers": 1}, {"neighbour_rule": "sthgcn"}]
+)
+def test_no_target_leakage(split, options):
     """Moving each test target's time within the gap after its last history event (the
     information ``query_time: hidden`` withholds) changes no score of a query with history;
     nor does any query timestamp at all. The split's time is made known, so that the target's
     time reaches the queries and only the model can keep it out of the scores."""
     split = dataclasses.replace(split, query_time="known")
-    model = make(split, n_traj_layers=layers).eval()
+    model = make(split, **options).eval()
     moved, queries = _move_targets(split, "test", seed=0)
     queries_moved, _ = target_queries(moved, "test", SMALL["max_len"])
     assert torch.equal(queries_moved.hist_items, queries.hist_items)
@@ -385,37 +427,52 @@ def test_training_step_encodes_only_the_needed_trajectories_with_the_same_result
     torch.testing.assert_close(model.trajectory_embeddings(which), model._trajectories()[which])
 
 
-def test_neighbour_cache_equals_the_search(split):
+@pytest.mark.parametrize("rule", ["jaccard", "sthgcn"])
+def test_neighbour_cache_equals_the_search(split, rule):
     """The remembered neighbours equal a fresh search, whatever the batch around a query (a
     cached query in a new batch, repeated queries), and the cache starts over at observe."""
-    model = make(split)
+    model = make(split, neighbour_rule=rule, n_own_neighbours=3, n_neighbours=4)
     queries, _ = target_queries(split, "valid", model.history_len)
     rows = torch.arange(len(queries))
     length = queries.hist_len
     now = queries.hist_times[rows, (length - 1).clamp(min=0)]
     member = current_trajectory(queries.hist_times, length)
-    end = model.hypergraph.nodes["trajectory"].data["end"]
+    data = model.hypergraph.nodes["trajectory"].data
+    owner, end = data["user"], data["end"]
 
     def search(index):
-        src, dst, _ = trajectory_neighbours(
+        """The rule, from the hypergraph functions."""
+        items, user = queries.hist_items[index], queries.user[index]
+        exclude = (owner, user) if rule == "sthgcn" else None
+        src, dst, jaccard = trajectory_neighbours(
             model.incidence,
             model.traj_size,
             end,
-            queries.hist_items[index],
+            items,
             member[index],
             now[index],
             0.005,
-            model.config.n_neighbours,
+            4,
+            exclude,
         )
-        return src, dst
+        edges = set(zip(dst.tolist(), src.tolist(), jaccard.tolist(), strict=True))
+        if rule == "sthgcn":
+            src, dst = own_trajectories(owner, end, user, now[index], 3)
+            jaccard = pair_jaccard(model.incidence, model.traj_size, items, member[index], dst, src)
+            edges |= set(zip(dst.tolist(), src.tolist(), jaccard.tolist(), strict=True))
+        return edges
 
     first = torch.arange(0, len(queries), 2)
     mixed = torch.cat([torch.arange(len(queries)).flip(0), torch.tensor([0, 0, 1])])
     for index in (first, mixed, first):
-        got = model._neighbours(queries.hist_items[index], member[index], now[index])
+        src, dst, jaccard, own = model.neighbours(queries[index])
         want = search(index)
-        assert len(want[0]) > 0
-        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert len(want) > 0
+        assert set(zip(dst.tolist(), src.tolist(), jaccard.tolist(), strict=True)) == want
+        assert bool((dst[1:] >= dst[:-1]).all())  # by query
+        assert torch.equal(own, owner[src] == queries.user[index][dst])
+        per_query = torch.bincount(dst[own], minlength=len(index))
+        assert int(per_query.max()) <= (3 if rule == "sthgcn" else 4)
     assert len(model._neighbour_cache) > 0
     model.observe(split.train)
     assert len(model._neighbour_cache) == 0

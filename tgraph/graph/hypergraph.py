@@ -8,7 +8,9 @@ similarity of their POI sets above a threshold) are found per query by
 :func:`trajectory_neighbours`: a query links only to trajectories that ended at or before
 its "now" (the last history event), so nothing at or after a target reaches it; among the
 training trajectories themselves (:func:`trajectory_links`) a trajectory links only to those
-that ended before it began.
+that ended before it began. STHGCN's intra-user relation (a query's own user's earlier
+trajectories, whatever their overlap) is :func:`own_trajectories`, with the similarity of
+given pairs from :func:`pair_jaccard`.
 
 Built from a split's training events only (:func:`checkin_hypergraph`); a query's own
 current trajectory comes from its history (:func:`current_trajectory`).
@@ -133,6 +135,7 @@ def trajectory_neighbours(
     now: Tensor,
     threshold: float,
     k: int,
+    exclude_own: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""Inter-trajectory hyperedges of a batch of queries: for query ``b`` with POI set
     :math:`A_b` (``query_items[b]`` where ``query_mask``), the (at most ``k``) trajectories
@@ -142,22 +145,69 @@ def trajectory_neighbours(
     .. math:: J(A_b, T) = \frac{|A_b \cap T|}{|A_b \cup T|} > \text{threshold},
 
     the most similar first (ties: later ``end`` first, then the lower trajectory index).
+    ``exclude_own = (owner, user)`` (each trajectory's user, each query's user) leaves out a
+    query's own user's trajectories (STHGCN's inter-user relation).
     Returns ``(trajectory, query, jaccard)`` edge arrays, by query. A query's edges do not
     depend on the other queries of the batch."""
-    n_traj, n_items = incidence.shape
+    n_traj = incidence.shape[0]
     device = query_items.device
     batch = query_items.shape[0]
     if n_traj == 0 or batch == 0 or k == 0 or not bool(query_mask.any()):
         return _no_edges(device)
-    # the queries' POI sets as a sparse 0/1 matrix [B, n_items]
-    qrow, pos = query_mask.nonzero(as_tuple=True)
-    keys = torch.unique(qrow * n_items + query_items[qrow, pos])
-    rows, cols = keys // n_items, keys % n_items
-    sets = torch.sparse_coo_tensor(
-        torch.stack([rows, cols]), torch.ones(len(keys), device=device), (batch, n_items)
-    )
-    set_size = torch.bincount(rows, minlength=batch).float()
-    return _most_similar(sets, set_size, incidence, size, end, now, threshold, k)
+    sets, set_size = _query_sets(query_items, query_mask, incidence.shape[1])
+    return _most_similar(sets, set_size, incidence, size, end, now, threshold, k, exclude_own)
+
+
+def own_trajectories(
+    owner: Tensor, end: Tensor, user: Tensor, now: Tensor, k: int
+) -> tuple[Tensor, Tensor]:
+    """STHGCN's intra-user hyperedges of a batch of queries: for query ``b``, the (at most
+    ``k``) trajectories of its user ``user[b]`` (``owner``: each trajectory's user) with
+    ``end <= now[b]``, whatever their POI overlap, the latest first (ties: the higher
+    trajectory index first). Returns ``(trajectory, query)`` edge arrays, by query."""
+    device = user.device
+    if len(owner) == 0 or len(user) == 0 or k == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty
+    # trajectories by (owner, end) as one int64 key: owner in the high 32 bits
+    first = end.min()
+    key = owner.long() * 2**32 + (end - first)
+    order = key.argsort(stable=True)
+    key = key[order]
+    since = (now - first).clamp(min=-1, max=2**32 - 1)
+    hi = torch.searchsorted(key, user.long() * 2**32 + since, right=True)
+    lo = torch.searchsorted(key, user.long() * 2**32)
+    take = (hi - lo).clamp(min=0, max=k)
+    query = torch.repeat_interleave(torch.arange(len(user), device=device), take)
+    step = torch.arange(len(query), device=device) - (take.cumsum(0) - take)[query]
+    return order[hi[query] - 1 - step], query
+
+
+def pair_jaccard(
+    incidence: Tensor,
+    size: Tensor,
+    query_items: Tensor,
+    query_mask: Tensor,
+    query: Tensor,
+    traj: Tensor,
+) -> Tensor:
+    """The Jaccard similarity of query ``query[i]``'s POI set (``query_items`` where
+    ``query_mask``) and trajectory ``traj[i]``'s, for each pair ``i`` (0 where they share
+    nothing)."""
+    if len(query) == 0:
+        return torch.zeros(0, device=query_items.device)
+    sets, set_size = _query_sets(query_items, query_mask, incidence.shape[1])
+    common_at = _intersections(sets, incidence)
+    n_traj = incidence.shape[0]
+    hit_query, hit_traj = common_at.indices()  # coalesced: sorted by (query, trajectory)
+    keys = hit_query * n_traj + hit_traj
+    wanted = query * n_traj + traj
+    common = torch.zeros(len(query), device=query_items.device)
+    if len(keys):
+        pos = torch.searchsorted(keys, wanted).clamp(max=len(keys) - 1)
+        found = keys[pos] == wanted
+        common = torch.where(found, common_at.values()[pos], common)
+    return common / (set_size[query] + size[traj] - common)
 
 
 def trajectory_links(
@@ -197,6 +247,27 @@ def _no_edges(device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     return empty, empty, empty.float()
 
 
+def _query_sets(query_items: Tensor, query_mask: Tensor, n_items: int) -> tuple[Tensor, Tensor]:
+    """The queries' POI sets as a sparse 0/1 matrix ``[B, n_items]``, and their sizes."""
+    batch = query_items.shape[0]
+    qrow, pos = query_mask.nonzero(as_tuple=True)
+    keys = torch.unique(qrow * n_items + query_items[qrow, pos])
+    rows, cols = keys // n_items, keys % n_items
+    sets = torch.sparse_coo_tensor(
+        torch.stack([rows, cols]),
+        torch.ones(len(keys), device=query_items.device),
+        (batch, n_items),
+    )
+    return sets, torch.bincount(rows, minlength=batch).float()
+
+
+def _intersections(sets: Tensor, incidence: Tensor) -> Tensor:
+    """``|A_b ∩ T|`` where non-zero: a sparse, coalesced ``[B, n_trajectories]`` product."""
+    with warnings.catch_warnings():  # torch < 2.3: "sparse CSR support is in beta"
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
+        return torch.sparse.mm(sets, incidence.t()).coalesce()
+
+
 def _most_similar(
     sets: Tensor,
     set_size: Tensor,
@@ -206,17 +277,18 @@ def _most_similar(
     now: Tensor,
     threshold: float,
     k: int,
+    exclude_own: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`trajectory_neighbours` of the POI sets ``sets`` (sparse 0/1 ``[B, n_items]``,
     ``set_size`` of them) at times ``now``."""
-    # intersections, only where non-zero: a sparse [B, n_trajectories] product
-    with warnings.catch_warnings():  # torch < 2.3: "sparse CSR support is in beta"
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support")
-        inter = torch.sparse.mm(sets, incidence.t()).coalesce()
+    inter = _intersections(sets, incidence)
     query, traj = inter.indices()
     common = inter.values()
     jaccard = common / (set_size[query] + size[traj] - common)
     keep = (end[traj] <= now[query]) & (jaccard > threshold)
+    if exclude_own is not None:
+        owner, user = exclude_own
+        keep &= owner[traj] != user[query]
     query, traj, jaccard = query[keep], traj[keep], jaccard[keep]
     if len(query) == 0:
         return _no_edges(sets.device)

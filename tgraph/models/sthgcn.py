@@ -4,7 +4,7 @@ trajectories, encoded with a hypergraph transformer, for next-POI recommendation
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, NamedTuple
 
 import dgl
 import numpy as np
@@ -29,6 +29,8 @@ from tgraph.graph.hypergraph import (
     CheckinHypergraph,
     checkin_hypergraph,
     current_trajectory,
+    own_trajectories,
+    pair_jaccard,
     trajectory_links,
     trajectory_neighbours,
 )
@@ -46,8 +48,21 @@ EPOCH_WEEKDAY = 3
 TRAJ_TO_QUERY = ("trajectory", "to", "query")
 #: the relation among training trajectories (``n_traj_layers``): earlier -> later
 TRAJ_TO_LATER = ("trajectory", "precedes", "later")
-#: distinct queries whose neighbours :meth:`STHGCN._neighbours` remembers (then it starts over)
+#: distinct queries whose neighbours :meth:`STHGCN.neighbours` remembers (then it starts over)
 NEIGHBOUR_CACHE_SIZE = 1_000_000
+#: edge features a neighbour trajectory adds under ``neighbour_rule: sthgcn`` (Jaccard, own user)
+RELATION_DIM = 2
+
+
+class Neighbours(NamedTuple):
+    """The inter-trajectory hyperedges of a batch of queries (:meth:`STHGCN.neighbours`), by
+    query: ``trajectory -> query``, the Jaccard similarity of their POI sets, and whether the
+    trajectory is the query user's own."""
+
+    trajectory: Tensor
+    query: Tensor
+    jaccard: Tensor
+    own: Tensor
 
 
 def hour_of_week(local: Tensor) -> Tensor:
@@ -81,11 +96,21 @@ class STHGCN(Recommender):
     check-ins); it is a hyperedge :math:`Q` of the same kind, encoded by ``conv_intra``
     relative to its last check-in (time :math:`t_Q`, "now"), giving :math:`h_Q`.
 
-    **Inter-trajectory convolution** (``conv_inter``): :math:`Q` attends over at most
-    ``n_neighbours`` training trajectories :math:`T` that *ended at or before* :math:`t_Q`
-    and whose POI sets have Jaccard similarity above ``jaccard_threshold`` with :math:`Q`'s
-    (the most similar first; :func:`~tgraph.graph.hypergraph.trajectory_neighbours`), with
-    :math:`e_{TQ} = [\Phi(t_Q - t_T), \psi(d(p_T, p_Q))]`:
+    **Inter-trajectory convolution** (``conv_inter``): :math:`Q` attends over training
+    trajectories :math:`T` that *ended at or before* :math:`t_Q` (:meth:`neighbours`), with
+    :math:`e_{TQ} = [\Phi(t_Q - t_T), \psi(d(p_T, p_Q))]`. Which ones is ``neighbour_rule``:
+
+    * ``jaccard``: at most ``n_neighbours`` trajectories of any user whose POI sets have
+      Jaccard similarity above ``jaccard_threshold`` with :math:`Q`'s, the most similar first
+      (:func:`~tgraph.graph.hypergraph.trajectory_neighbours`);
+    * ``sthgcn``: STHGCN's two relations. Intra-user: the latest ``n_own_neighbours`` earlier
+      trajectories of :math:`Q`'s own user, whatever their overlap
+      (:func:`~tgraph.graph.hypergraph.own_trajectories`); inter-user: at most
+      ``n_neighbours`` of other users' above ``jaccard_threshold``, the most similar first.
+      Each edge also carries the relation and the Jaccard similarity :math:`J_{TQ}`:
+      :math:`e_{TQ} = [\Phi(t_Q - t_T), \psi(d(p_T, p_Q)), J_{TQ}, [u_T = u_Q]]`.
+
+    Then
 
     .. math:: z_Q = \mathrm{conv\_inter}(h_Q, \{h_T\}), \qquad
               \mathrm{score}(Q, i) = W_{out}[i] \cdot z_Q + b_i
@@ -110,9 +135,11 @@ class STHGCN(Recommender):
 
     **Departures from the paper** (said where the numbers are reported): one intra- and one
     inter-trajectory layer, and training trajectories not linked to each other, unless
-    ``n_traj_layers`` is set; neighbours are
-    the top ``n_neighbours`` by Jaccard instead of sampled; POI, user and time features are
-    summed rather than concatenated; no auxiliary category / region features.
+    ``n_traj_layers`` is set (those links follow the ``jaccard`` rule); neighbours are the
+    top ones by Jaccard (and the latest own ones) instead of sampled anew in every batch;
+    edge times and distances are between trajectory ends, not means and centroids; POI, user
+    and time features are summed rather than concatenated; no auxiliary category / region
+    features.
     Ablations: ``n_neighbours: 0`` (no inter-trajectory hyperedges), ``use_time_encoding``,
     ``use_distance`` (off without coordinates). Dropout only in training.
     """
@@ -131,8 +158,13 @@ class STHGCN(Recommender):
         gap_hours: PositiveFloat = 24.0
         #: inter-trajectory hyperedges need a Jaccard similarity above this
         jaccard_threshold: Annotated[float, Field(ge=0, lt=1)] = 0.005
-        #: most similar earlier trajectories per query (0: no inter-trajectory hyperedges)
+        #: most similar earlier trajectories per query (0: no inter-trajectory hyperedges
+        #: under the ``jaccard`` rule; no other users' under ``sthgcn``)
         n_neighbours: NonNegativeInt = 100
+        #: which earlier trajectories a query attends over (class docstring)
+        neighbour_rule: Literal["jaccard", "sthgcn"] = "jaccard"
+        #: ``sthgcn`` rule: the query user's latest earlier trajectories it attends over
+        n_own_neighbours: PositiveInt = 50
         init_std: InitStd = 0.1
         use_time_encoding: bool = True
         use_distance: bool = True
@@ -141,12 +173,15 @@ class STHGCN(Recommender):
         n_traj_layers: NonNegativeInt = 0
 
         @model_serializer(mode="wrap")
-        def _without_unset_traj_layers(self, handler: SerializerFunctionWrapHandler) -> dict:
-            """No ``n_traj_layers`` key while 0: fingerprints of runs from before the option
-            existed stay the same."""
+        def _without_unset_options(self, handler: SerializerFunctionWrapHandler) -> dict:
+            """No ``n_traj_layers`` key while 0, no neighbour-rule keys under the ``jaccard``
+            rule: fingerprints of runs from before those options existed stay the same."""
             data = handler(self)
             if data.get("n_traj_layers") == 0:
                 del data["n_traj_layers"]
+            if data.get("neighbour_rule") == "jaccard":
+                del data["neighbour_rule"]
+                data.pop("n_own_neighbours", None)
             return data
 
         @model_validator(mode="after")
@@ -189,7 +224,9 @@ class STHGCN(Recommender):
         self.register_buffer("item_known", torch.tensor(known))
         edge_dim = cfg.time_dim + cfg.dist_dim
         self.conv_intra = HypergraphTransformerConv(dim, edge_dim, cfg.n_heads, cfg.dropout)
-        self.conv_inter = HypergraphTransformerConv(dim, edge_dim, cfg.n_heads, cfg.dropout)
+        self.relations = cfg.neighbour_rule == "sthgcn"
+        inter_dim = edge_dim + (RELATION_DIM if self.relations else 0)
+        self.conv_inter = HypergraphTransformerConv(dim, inter_dim, cfg.n_heads, cfg.dropout)
         self.input_dropout = nn.Dropout(cfg.dropout)
         self.decoder = nn.Linear(dim, self.n_items)
         self.conv_traj = nn.ModuleList(
@@ -224,8 +261,9 @@ class STHGCN(Recommender):
             self.register_buffer("checkin_dist", dist.to(device), persistent=False)
         if self.config.n_traj_layers:
             self._link_trajectories(hyper)
-        #: per query (its POI set and "now"): its neighbours' ids (see _neighbours)
-        self._neighbour_cache: dict[bytes, np.ndarray] = {}
+        #: per query (its POI set, "now", and its user under the sthgcn rule): its
+        #: neighbours' ids and Jaccard similarities (see neighbours)
+        self._neighbour_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._eval_cache = None
 
     def _link_trajectories(self, hyper: CheckinHypergraph) -> None:
@@ -331,8 +369,9 @@ class STHGCN(Recommender):
         return h
 
     # ------------------------------------------------------------------ queries
-    def query_embedding(self, queries: Queries) -> Tensor:
-        """``[B, d]``: :math:`z_Q` of each query (class docstring)."""
+    def _now(self, queries: Queries) -> tuple[Tensor, Tensor, Tensor]:
+        """Each query's history presence, last history position and "now" (the time of its
+        last history event; ``timestamp - 1`` without history)."""
         items, times, length = queries.hist_items, queries.hist_times, queries.hist_len
         if items is None or times is None or length is None:
             raise ValueError(f"{type(self).__name__} needs queries with history")
@@ -340,13 +379,20 @@ class STHGCN(Recommender):
             raise ValueError(
                 f"history of length {items.shape[1]} exceeds max_len={self.history_len}"
             )
-        device, batch = items.device, len(queries)
-        rows = torch.arange(batch, device=device)
+        rows = torch.arange(len(queries), device=items.device)
         last_pos = (length - 1).clamp(min=0)
         has = length > 0
+        return has, last_pos, torch.where(has, times[rows, last_pos], queries.timestamp - 1)
+
+    def query_embedding(self, queries: Queries) -> Tensor:
+        """``[B, d]``: :math:`z_Q` of each query (class docstring)."""
+        has, last_pos, now = self._now(queries)
+        items, times, length = queries.hist_items, queries.hist_times, queries.hist_len
+        assert items is not None and times is not None and length is not None  # _now checked
+        device, batch = items.device, len(queries)
+        rows = torch.arange(batch, device=device)
         local = times if queries.hist_offsets is None else times + queries.hist_offsets
         last_item = torch.where(has, items[rows, last_pos], torch.full_like(length, self.n_items))
-        now = torch.where(has, times[rows, last_pos], queries.timestamp - 1)
         query_offset = (
             queries.offset if queries.offset is not None else torch.zeros_like(queries.timestamp)
         )
@@ -363,11 +409,11 @@ class STHGCN(Recommender):
         )
         edge = self._edge(now[qrow] - times[qrow, pos], items[qrow, pos], last_item[qrow])
         h = self.conv_intra(graph, x, start, edge)
-        if self.config.n_neighbours == 0:
+        if self.config.n_neighbours == 0 and not self.relations:
             return h
         # inter: earlier training trajectories -> the query hyperedge
         traj_data = self.hypergraph.nodes["trajectory"].data
-        src, dst = self._neighbours(items, member, now)
+        src, dst, jaccard, own = self.neighbours(queries)
         # only the trajectories attended over are encoded (renumbered 0 .. in ``which``)
         which, local_src = torch.unique(src, return_inverse=True)
         traj_h = self.trajectory_embeddings(which)
@@ -379,47 +425,86 @@ class STHGCN(Recommender):
         edge = self._edge(
             now[dst] - traj_data["end"][src], traj_data["last_item"][src], last_item[dst]
         )
+        if self.relations:
+            edge = torch.cat([edge, jaccard.unsqueeze(1), own.float().unsqueeze(1)], 1)
         return self.conv_inter(inter, traj_h, h, edge)
 
-    def _neighbours(self, items: Tensor, member: Tensor, now: Tensor) -> tuple[Tensor, Tensor]:
-        """The ``(trajectory, query)`` edges of
-        :func:`~tgraph.graph.hypergraph.trajectory_neighbours` for these queries (POIs
-        ``items`` where ``member``, "now" ``now``).
+    def neighbours(self, queries: Queries) -> Neighbours:
+        """The inter-trajectory hyperedges of these queries under ``neighbour_rule`` (class
+        docstring): the earlier training trajectories each query attends over.
 
-        They depend only on the training hypergraph and on the query's own POI set and "now",
-        not on the parameters: each distinct query is searched once and remembered until the
-        hypergraph is rebuilt (:meth:`observe`), so the training queries are searched in the
-        first epoch and the validation queries at the first validation."""
+        They depend only on the training hypergraph and on the query's current trajectory,
+        "now" (and, under the ``sthgcn`` rule, its user), not on the parameters: each distinct
+        query is searched once and remembered until the hypergraph is rebuilt
+        (:meth:`observe`), so the training queries are searched in the first epoch and the
+        validation queries at the first validation."""
+        _, _, now = self._now(queries)
+        items, times, length = queries.hist_items, queries.hist_times, queries.hist_len
+        assert items is not None and times is not None and length is not None  # _now checked
+        member = current_trajectory(times, length, self.config.gap_hours)
+        device = items.device
         cache = self._neighbour_cache
         if len(cache) > NEIGHBOUR_CACHE_SIZE:
             cache.clear()
         masked = torch.where(member, items, torch.full_like(items, -1)).cpu().numpy()
-        keys = [row.tobytes() + t.tobytes() for row, t in zip(masked, now.cpu().numpy())]
+        users = queries.user.cpu().numpy() if self.relations else np.zeros(len(queries), int)
+        keys = [
+            row.tobytes() + t.tobytes() + u.tobytes()
+            for row, t, u in zip(masked, now.cpu().numpy(), users)
+        ]
         missing: dict[bytes, int] = {}
         for index, key in enumerate(keys):
             if key not in cache:
                 missing.setdefault(key, index)
         if missing:
-            rows = torch.tensor(list(missing.values()), dtype=torch.long, device=items.device)
-            src, dst, _ = trajectory_neighbours(
-                self.incidence,
-                self.traj_size,
-                self.hypergraph.nodes["trajectory"].data["end"],
-                items[rows],
-                member[rows],
-                now[rows],
-                self.config.jaccard_threshold,
-                self.config.n_neighbours,
-            )
-            bounds = np.searchsorted(dst.cpu().numpy(), np.arange(len(rows) + 1))
-            found = src.cpu().numpy()
+            rows = torch.tensor(list(missing.values()), dtype=torch.long, device=device)
+            found = self._search(items[rows], member[rows], now[rows], queries.user[rows])
+            bounds = np.searchsorted(found.query.cpu().numpy(), np.arange(len(rows) + 1))
+            src, jaccard = found.trajectory.cpu().numpy(), found.jaccard.cpu().numpy()
             for position, key in enumerate(missing):
-                cache[key] = found[bounds[position] : bounds[position + 1]]
+                part = slice(bounds[position], bounds[position + 1])
+                cache[key] = (src[part], jaccard[part])
         parts = [cache[key] for key in keys]
-        src = torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0)
-        counts = torch.tensor([len(part) for part in parts], dtype=torch.long)
-        dst = torch.repeat_interleave(torch.arange(len(keys)), counts)
-        return src.long().to(items.device), dst.to(items.device)
+        counts = torch.tensor([len(part[0]) for part in parts], dtype=torch.long)
+        query = torch.repeat_interleave(torch.arange(len(keys)), counts).to(device)
+        src, jaccard = (
+            torch.from_numpy(np.concatenate([part[i] for part in parts])).to(device)
+            if parts
+            else torch.zeros(0, device=device)
+            for i in range(2)
+        )
+        src = src.long()
+        owner = self.hypergraph.nodes["trajectory"].data["user"]
+        return Neighbours(src, query, jaccard.float(), owner[src] == queries.user[query])
+
+    def _search(self, items: Tensor, member: Tensor, now: Tensor, user: Tensor) -> Neighbours:
+        """:meth:`neighbours` computed afresh, by query (POIs ``items`` where ``member``)."""
+        cfg = self.config
+        traj = self.hypergraph.nodes["trajectory"].data
+        owner, end = traj["user"], traj["end"]
+        exclude = (owner, user) if self.relations else None
+        src, dst, jaccard = trajectory_neighbours(
+            self.incidence,
+            self.traj_size,
+            end,
+            items,
+            member,
+            now,
+            cfg.jaccard_threshold,
+            cfg.n_neighbours,
+            exclude,
+        )
+        if self.relations:
+            own_src, own_dst = own_trajectories(owner, end, user, now, cfg.n_own_neighbours)
+            own_jaccard = pair_jaccard(
+                self.incidence, self.traj_size, items, member, own_dst, own_src
+            )
+            # by query: the own trajectories first, then the others (stable)
+            src, dst = torch.cat([own_src, src]), torch.cat([own_dst, dst])
+            jaccard = torch.cat([own_jaccard, jaccard])
+            order = dst.argsort(stable=True)
+            src, dst, jaccard = src[order], dst[order], jaccard[order]
+        return Neighbours(src, dst, jaccard, owner[src] == user[dst])
 
     # ------------------------------------------------------------------ scores
     def full_sort_predict(self, queries: Queries) -> Tensor:
