@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tests.models.helpers import assert_dropout_only_in_training, make_interactions
-from tgraph.data.protocols import getnext_nyc, next_poi_chronological
+from tgraph.data.protocols import getnext_nyc, next_poi_chronological, sthgcn_nyc
 from tgraph.data.queries import Queries, build_queries, history_index, target_queries
 from tgraph.data.synthetic import generate
 from tgraph.graph.hypergraph import (
@@ -385,6 +385,29 @@ def test_trajectory_links_on_nyc_respect_time_and_the_rule(root):
     )
     for row, t in enumerate(pick.tolist()):
         assert sorted(traj[query == row].tolist()) == sorted(earlier[later == t].tolist())
+
+
+def test_sthgcn_rule_on_nyc(root):
+    """On STHGCN's NYC data, STHGCN's rule gives each test query every training trajectory of
+    its own user that ended by its last check-in (the cap of 50 is never reached there) and
+    only other users' trajectories above the Jaccard threshold, at most n_neighbours of them."""
+    nyc = sthgcn_nyc(root)
+    model = make(nyc, neighbour_rule="sthgcn", n_neighbours=20).eval()
+    queries, _ = target_queries(nyc, "test", model.history_len)
+    src, dst, jaccard, own = model.neighbours(queries)
+    data = model.hypergraph.nodes["trajectory"].data
+    length = queries.hist_len
+    assert bool((length > 0).all())
+    now = queries.hist_times[torch.arange(len(queries)), length - 1]
+    assert bool((data["end"][src] <= now[dst]).all())
+    earlier = data["end"].unsqueeze(0) <= now.unsqueeze(1)  # [queries, trajectories]
+    mine = data["user"].unsqueeze(0) == queries.user.unsqueeze(1)
+    want = torch.bincount(dst[own], minlength=len(queries))
+    assert torch.equal(want, (earlier & mine).sum(1))
+    assert int(want.max()) < 50 and float(want.float().mean()) > 10
+    assert bool((jaccard[~own] > 0.005).all())
+    assert int(torch.bincount(dst[~own], minlength=len(queries)).max()) == 20
+    assert bool(((jaccard >= 0) & (jaccard <= 1)).all()) and bool((jaccard[own] == 0).any())
 
 
 # ---------------------------------------------------------------------- the fast paths
