@@ -458,9 +458,11 @@ class STHGCN(Recommender):
                 missing.setdefault(key, index)
         if missing:
             rows = torch.tensor(list(missing.values()), dtype=torch.long, device=device)
-            found = self._search(items[rows], member[rows], now[rows], queries.user[rows])
-            bounds = np.searchsorted(found.query.cpu().numpy(), np.arange(len(rows) + 1))
-            src, jaccard = found.trajectory.cpu().numpy(), found.jaccard.cpu().numpy()
+            found, by, similar = self._search(
+                items[rows], member[rows], now[rows], queries.user[rows]
+            )
+            bounds = np.searchsorted(by.cpu().numpy(), np.arange(len(rows) + 1))
+            src, jaccard = found.cpu().numpy(), similar.cpu().numpy()
             for position, key in enumerate(missing):
                 part = slice(bounds[position], bounds[position + 1])
                 cache[key] = (src[part], jaccard[part])
@@ -477,8 +479,11 @@ class STHGCN(Recommender):
         owner = self.hypergraph.nodes["trajectory"].data["user"]
         return Neighbours(src, query, jaccard.float(), owner[src] == queries.user[query])
 
-    def _search(self, items: Tensor, member: Tensor, now: Tensor, user: Tensor) -> Neighbours:
-        """:meth:`neighbours` computed afresh, by query (POIs ``items`` where ``member``)."""
+    def _search(
+        self, items: Tensor, member: Tensor, now: Tensor, user: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The ``(trajectory, query, jaccard)`` edges of :meth:`neighbours` computed afresh, by
+        query (POIs ``items`` where ``member``)."""
         cfg = self.config
         traj = self.hypergraph.nodes["trajectory"].data
         owner, end = traj["user"], traj["end"]
@@ -504,7 +509,7 @@ class STHGCN(Recommender):
             jaccard = torch.cat([own_jaccard, jaccard])
             order = dst.argsort(stable=True)
             src, dst, jaccard = src[order], dst[order], jaccard[order]
-        return Neighbours(src, dst, jaccard, owner[src] == user[dst])
+        return src, dst, jaccard
 
     # ------------------------------------------------------------------ scores
     def full_sort_predict(self, queries: Queries) -> Tensor:
