@@ -150,6 +150,17 @@ def context_events(split: Split, part: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def previous_event_gap(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Seconds from each event's user's previous event strictly before it to the event, among
+    these events (``inf`` for a user's first timestamp), in the events' order."""
+    events = pd.DataFrame({"user": users, "timestamp": timestamps})
+    distinct = events.drop_duplicates().sort_values(["user", "timestamp"])
+    distinct["previous"] = distinct.groupby("user")["timestamp"].shift()
+    merged = events.merge(distinct, on=["user", "timestamp"], how="left")
+    gap = (merged["timestamp"] - merged["previous"]).to_numpy(np.float64)
+    return np.where(np.isnan(gap), np.inf, gap)
+
+
 def history_index(events: pd.DataFrame) -> TemporalIndex:
     """The users' events (columns user, item, timestamp, optional tz_offset) as a
     :class:`TemporalIndex` keyed by user with the feature ``item`` (and ``tz_offset`` when the

@@ -49,6 +49,7 @@ UNSET_OMITTED: dict[str, object] = {
     "sampling": None,
     "fold_valid": False,
     "epoch_sampling": "events",
+    "max_target_gap_hours": None,
 }
 
 
@@ -117,6 +118,10 @@ class TrainConfig(StrictModel):
     epoch_sampling: Literal["events", "users"] = "events"
     #: sequence models: skip training targets with a shorter history
     min_history: Annotated[int, Field(ge=0)] = 0
+    #: next-POI: train only on targets at most this many hours after their user's previous
+    #: training event, the continuations of a trajectory (what ``last_of_trajectory``
+    #: protocols test, and all STHGCN and GETNext train on); None: every training event
+    max_target_gap_hours: Annotated[float, Field(gt=0)] | None = None
     # a tuple from Python code is fine too
     metrics: Annotated[list[MetricName], Field(min_length=1, strict=False)] = Field(
         default_factory=lambda: ["recall@20", "ndcg@20"]

@@ -68,7 +68,13 @@ from tqdm.auto import tqdm
 
 from tgraph.config import validate_model
 from tgraph.data.interactions import Interactions
-from tgraph.data.queries import Queries, build_queries, context_events, history_index
+from tgraph.data.queries import (
+    Queries,
+    build_queries,
+    context_events,
+    history_index,
+    previous_event_gap,
+)
 from tgraph.data.split import Split
 from tgraph.errors import ConfigError, DataError, RunDirError
 from tgraph.eval.evaluator import EvalResult, Evaluator
@@ -272,6 +278,26 @@ class Trainer:
                 len(keep),
             )
             queries, positives = queries[keep], positives[keep]
+        if self.config.max_target_gap_hours is not None:
+            gap = previous_event_gap(events["user"].to_numpy(), events["timestamp"].to_numpy())
+            within = gap <= self.config.max_target_gap_hours * 3600
+            if self.model.history_len and self.config.min_history > 0:
+                within = within[keep.numpy()]
+            if not within.any():
+                raise ConfigError(
+                    f"no training target is within {self.config.max_target_gap_hours} h of its "
+                    "user's previous training event",
+                    key="train.max_target_gap_hours",
+                    fix="raise it, or set it to null to train on every event",
+                )
+            log.info(
+                "training targets within %g h of their user's previous event: %d of %d",
+                self.config.max_target_gap_hours,
+                int(within.sum()),
+                len(within),
+            )
+            keep_within = torch.from_numpy(within)
+            queries, positives = queries[keep_within], positives[keep_within]
         return queries, positives
 
     # ------------------------------------------------------------------ loop
