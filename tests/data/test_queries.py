@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tgraph.data.queries import build_queries, history_index
+from tgraph.data.queries import build_queries, history_index, previous_event_gap
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -91,3 +91,11 @@ def test_tail_keeps_each_querys_last_events():
     assert cut.hist_len.tolist() == [3, 2, 0] and cut.last_item.tolist() == [5, 7, pad]
     assert cut.hist_lat is None and cut.user is queries.user
     assert queries.tail(5) is queries and queries.tail(8) is queries
+
+
+def test_previous_event_gap_is_to_the_last_strictly_earlier_event_in_row_order():
+    users = np.array([1, 0, 0, 1, 0, 0])
+    times = np.array([50, 10, 10, 40, 25, 100])
+    # user 0: 10 and 10 have no strictly earlier event, 25 - 10, 100 - 25; user 1: 50 - 40
+    expected = [10, np.inf, np.inf, np.inf, 15, 75]
+    np.testing.assert_array_equal(previous_event_gap(users, times), expected)

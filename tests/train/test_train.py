@@ -1,6 +1,7 @@
 """Negative samplers, seeding, checkpoint resume, early stopping, TensorBoard and log lines, a
 real-data run."""
 
+import dataclasses
 import logging
 import sys
 
@@ -10,9 +11,10 @@ import torch
 
 import tgraph.models as models
 from tests.models.helpers import make_interactions, random_split
-from tgraph.config import load_config
+from tgraph.config import DatasetConfig, load_config
 from tgraph.data.geo import haversine
 from tgraph.data.paths import data_root
+from tgraph.data.protocols import prepare_split
 from tgraph.errors import ConfigError
 from tgraph.eval import Evaluator
 from tgraph.runs import RunDir
@@ -264,3 +266,40 @@ def test_one_log_line_per_epoch_when_progress_bars_are_off(caplog):
     with caplog.at_level(logging.INFO, logger="tgraph.train.trainer"):
         _fit(split, "bprmf", 2, progress=True)  # the tqdm bars show the progress instead
     assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]
+
+
+def test_max_target_gap_keeps_the_continuations_of_a_trajectory():
+    # user 0: 1 h, 2 h, then 30 h later; user 1: 0 h, 0 h (a tie), 5 h
+    hour = 3600
+    rows = [
+        (0, 0, hour),
+        (0, 1, 2 * hour),
+        (0, 2, 32 * hour),
+        (1, 3, 0),
+        (1, 4, 0),
+        (1, 5, 5 * hour),
+    ]
+    split = random_split()
+    split = dataclasses.replace(split, train=make_interactions(rows, split.n_users, split.n_items))
+    seed_everything(0)
+    model = models.get("sasrec")(split, {"embedding_dim": 8, "n_heads": 1, "max_len": 4})
+    trainer = Trainer(model, split, {"max_target_gap_hours": 24, "progress": False})
+    queries, positives = trainer._samples
+    assert positives.tolist() == [1, 5]
+    with pytest.raises(ConfigError, match="train.max_target_gap_hours"):
+        Trainer(model, split, {"max_target_gap_hours": 0.5, "progress": False})
+
+
+def test_max_target_gap_on_sthgcn_nyc_trains_on_the_trajectory_continuations(root):
+    """On the preset the filter keeps exactly the training events with a strictly earlier
+    check-in in their trajectory (72,244: the preset's 73,029 non-first check-ins less 785 that
+    share their trajectory's first minute, whose history cannot hold that check-in)."""
+    split = prepare_split(DatasetConfig(name="foursquare_nyc", protocol="sthgcn_nyc"), root)
+    events = split.train.events
+    continuation = events["timestamp"] > events.groupby("trajectory")["timestamp"].transform("min")
+    seed_everything(0)
+    model = models.get("sasrec")(split, {"embedding_dim": 8, "n_heads": 1, "max_len": 4})
+    trainer = Trainer(model, split, {"max_target_gap_hours": 24, "progress": False})
+    _, positives = trainer._samples
+    assert int(continuation.sum()) == len(positives) == 72_244
+    assert positives.tolist() == events.loc[continuation, "item"].tolist()
