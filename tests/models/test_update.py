@@ -37,6 +37,16 @@ CONFIGS = {
     "sasrec": {"embedding_dim": 8, "n_heads": 2, "ff_dim": 16, "max_len": HISTORY},
     "gru4rec": {"embedding_dim": 8, "hidden_size": 8, "max_len": HISTORY},
     "tgat": {"embedding_dim": 8, "num_heads": 2, "time_dim": 8, "max_len": HISTORY},
+    "sthgcn": {
+        "embedding_dim": 8,
+        "n_heads": 2,
+        "time_dim": 4,
+        "dist_dim": 4,
+        "max_len": HISTORY,
+        "gap_hours": 0.01,
+        "n_neighbours": 5,
+        "neighbour_rule": "sthgcn",
+    },
 }
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 import dgl
 import numpy as np
+import pandas as pd
 import torch
 from pydantic import (
     Field,
@@ -24,6 +25,7 @@ from tgraph.data.interactions import Interactions
 from tgraph.data.preprocess import item_coordinates
 from tgraph.data.queries import Queries
 from tgraph.data.split import Split
+from tgraph.errors import DataError
 from tgraph.graph.hypergraph import (
     CHECKIN_IN,
     CheckinHypergraph,
@@ -38,6 +40,13 @@ from tgraph.graph.training import has_coordinates
 from tgraph.models.base import Dropout, InitStd, ModelConfig, Recommender, check_heads
 from tgraph.models.losses import Loss
 from tgraph.models.registry import register
+from tgraph.models.update import (
+    NewEvents,
+    co_visits,
+    cold_start_rows,
+    grow_embedding,
+    grow_items_by_co_visits,
+)
 from tgraph.nn.encodings import DistanceEncoding, TimeEncoding, haversine_km
 from tgraph.nn.hypergraph_transformer_conv import HypergraphTransformerConv
 
@@ -140,6 +149,12 @@ class STHGCN(Recommender):
     edge times and distances are between trajectory ends, not means and centroids; POI, user
     and time features are summed rather than concatenated; no auxiliary category / region
     features.
+    **Streaming** (``update``, ``eval.mode: streaming``): new events join the hypergraph (a
+    user's new check-ins extend or start trajectories by the same gap rule), so a later query
+    also attends over trajectories that ended in the validation and test periods, as in
+    STHGCN's hypergraph of every period (time-filtered); the weights stay as trained. New
+    POIs get the mean of their co-visited POIs' rows (embedding and decoder) and their own
+    coordinates, new users the mean user row.
     Ablations: ``n_neighbours: 0`` (no inter-trajectory hyperedges), ``use_time_encoding``,
     ``use_distance`` (off without coordinates). Dropout only in training.
     """
@@ -196,6 +211,7 @@ class STHGCN(Recommender):
             return self
 
     config: Config
+    supports_update = True
 
     def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
@@ -238,6 +254,7 @@ class STHGCN(Recommender):
     # ------------------------------------------------------------------ the hypergraph
     def observe(self, interactions: Interactions) -> None:
         """Rebuild the hypergraph from ``interactions`` (the refit's train + valid)."""
+        self._events = interactions
         hyper = checkin_hypergraph(interactions, self.config.gap_hours, self.n_items)
         device = self.item_latlon.device
         self.register_graph("hypergraph", hyper.graph.to(device))
@@ -265,6 +282,52 @@ class STHGCN(Recommender):
         #: neighbours' ids and Jaccard similarities (see neighbours)
         self._neighbour_cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
         self._eval_cache = None
+
+    def fold(self, new: NewEvents) -> None:
+        """Grow the catalogues for ``new``'s users and POIs (class docstring), then rebuild
+        the hypergraph from every event seen so far plus ``new``'s."""
+        n_new = new.n_items - new.old_items
+        pairs = co_visits(new)
+        grow_items_by_co_visits(self.poi_emb, new)
+        users = cold_start_rows(self.user_emb.weight, [], [], new.n_users - new.old_users)
+        grow_embedding(self.user_emb, [(new.old_users, users)])
+        if n_new:
+            self._grow_decoder(*pairs, n_new)
+            self._grow_coordinates(new)
+        columns = [c for c in self._events.events.columns if c in new.events.columns]
+        events = pd.concat([self._events.events[columns], new.events[columns]], ignore_index=True)
+        seen = new.interactions.with_events(events.sort_values("timestamp", kind="stable"))
+        self.n_users, self.n_items = new.n_users, new.n_items  # update sets them too
+        self.observe(seen)
+
+    def _grow_decoder(self, new_item: np.ndarray, known: np.ndarray, n_new: int) -> None:
+        with torch.no_grad():
+            old = self.decoder
+            table = torch.cat([old.weight, old.bias.unsqueeze(1)], 1)
+            rows = cold_start_rows(table, new_item, known, n_new)
+            self.decoder = nn.Linear(old.in_features, old.out_features + n_new).to(table.device)
+            self.decoder.weight.copy_(torch.cat([old.weight, rows[:, :-1]]))
+            self.decoder.bias.copy_(torch.cat([old.bias, rows[:, -1]]))
+
+    def _grow_coordinates(self, new: NewEvents) -> None:
+        """Coordinates of ``new``'s POIs (unknown without any), before the padding row."""
+        n_new = new.n_items - new.old_items
+        latlon = np.zeros((n_new, 2))
+        known = np.zeros(n_new, dtype=bool)
+        if self.use_distance:
+            try:
+                lat, lon = item_coordinates(new.interactions)
+            except DataError:  # events and items without coordinates: unknown positions
+                lat = lon = np.full(new.n_items, np.nan)
+            coords = np.stack([lat, lon], 1)[new.old_items : new.n_items]
+            known[: len(coords)] = np.isfinite(coords).all(1)
+            latlon[: len(coords)] = np.nan_to_num(coords, nan=0.0)
+        device = self.item_latlon.device
+        grown_latlon = torch.tensor(latlon, dtype=torch.float32, device=device)
+        grown_known = torch.tensor(known, device=device)
+        pad = new.old_items
+        self.item_latlon = torch.cat([self.item_latlon[:pad], grown_latlon, self.item_latlon[pad:]])
+        self.item_known = torch.cat([self.item_known[:pad], grown_known, self.item_known[pad:]])
 
     def _link_trajectories(self, hyper: CheckinHypergraph) -> None:
         """The trajectory -> later trajectory graph of ``n_traj_layers`` and the data parts
