@@ -410,6 +410,31 @@ def test_sthgcn_rule_on_nyc(root):
     assert bool(((jaccard >= 0) & (jaccard <= 1)).all()) and bool((jaccard[own] == 0).any())
 
 
+def test_update_on_nyc_adds_the_later_periods_trajectories(root):
+    """Folding the validation and test events in (what ``eval.mode: streaming`` does up to each
+    query's now) puts them in the hypergraph: a test query then also attends over its user's
+    validation- and test-period trajectories that ended by its last check-in, still never
+    over one that ends later."""
+    nyc = sthgcn_nyc(root)
+    model = make(nyc, neighbour_rule="sthgcn", n_neighbours=0).eval()
+    queries, _ = target_queries(nyc, "test", model.history_len)
+    before = torch.bincount(model.neighbours(queries).query, minlength=len(queries))
+    model.update(nyc.valid)
+    model.update(nyc.test)
+    assert model.hypergraph.num_nodes("checkin") == len(nyc.train) + len(nyc.valid) + len(nyc.test)
+    src, dst, _, own = model.neighbours(queries)
+    assert bool(own.all())
+    data = model.hypergraph.nodes["trajectory"].data
+    now = queries.hist_times[torch.arange(len(queries)), queries.hist_len - 1]
+    assert bool((data["end"][src] <= now[dst]).all())
+    earlier = data["end"].unsqueeze(0) <= now.unsqueeze(1)
+    mine = data["user"].unsqueeze(0) == queries.user.unsqueeze(1)
+    after = torch.bincount(dst, minlength=len(queries))
+    assert torch.equal(after, (earlier & mine).sum(1).clamp(max=50))  # n_own_neighbours
+    # about 16 own training trajectories per test query before, about 7 more after
+    assert float(before.float().mean()) > 15 and float((after - before).float().mean()) > 5
+
+
 # ---------------------------------------------------------------------- the fast paths
 def _valid_batch(split, model):
     queries, _ = target_queries(split, "valid", model.history_len)
