@@ -212,6 +212,9 @@ class STHGCN(Recommender):
 
     config: Config
     supports_update = True
+    #: buffers: each POI's (lat, lon) and whether it is known (padding row last)
+    item_latlon: Tensor
+    item_known: Tensor
 
     def __init__(self, split: Split, config: Config | Mapping[str, Any] | None = None) -> None:
         super().__init__(split, config)
