@@ -199,7 +199,13 @@ def test_shapes_predict_matches_full_sort(split):
 
 
 @pytest.mark.parametrize(
-    "options", [{}, {"n_traj_layers": 2}, {"neighbour_rule": "sthgcn", "n_neighbours": 0}]
+    "options",
+    [
+        {},
+        {"n_traj_layers": 2},
+        {"neighbour_rule": "sthgcn", "n_neighbours": 0},
+        {"trajectory_query": "global"},
+    ],
 )
 def test_gradients_reach_every_parameter(split, options):
     model = make(split, **options).train()
@@ -228,9 +234,13 @@ def test_ablations_and_config_errors(split):
         make(split, n_traj_layers=1, n_neighbours=0)
     other = make(split, neighbour_rule="sthgcn").eval().full_sort_predict(queries)
     assert other.shape == full.shape and not torch.allclose(other, full)
+    other = make(split, trajectory_query="global").eval().full_sort_predict(queries)
+    assert other.shape == full.shape and not torch.allclose(other, full)
     # left out of the dump while unused: the fingerprints of earlier runs stay
     dump = STHGCN.Config().model_dump()
-    assert not {"n_traj_layers", "neighbour_rule", "n_own_neighbours"} & set(dump)
+    assert not {"n_traj_layers", "neighbour_rule", "n_own_neighbours", "trajectory_query"} & set(
+        dump
+    )
     assert STHGCN.Config(n_traj_layers=1).model_dump()["n_traj_layers"] == 1
     dump = STHGCN.Config(neighbour_rule="sthgcn").model_dump()
     assert dump["neighbour_rule"] == "sthgcn" and dump["n_own_neighbours"] == 50
@@ -290,7 +300,13 @@ def _move_targets(split, part: str, seed: int):
 
 
 @pytest.mark.parametrize(
-    "options", [{"n_traj_layers": 0}, {"n_traj_layers": 1}, {"neighbour_rule": "sthgcn"}]
+    "options",
+    [
+        {"n_traj_layers": 0},
+        {"n_traj_layers": 1},
+        {"neighbour_rule": "sthgcn"},
+        {"trajectory_query": "global"},
+    ],
 )
 def test_no_target_leakage(split, options):
     """Moving each test target's time within the gap after its last history event (the

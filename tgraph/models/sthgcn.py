@@ -100,6 +100,11 @@ class STHGCN(Recommender):
     \psi(d(p_c, p_T))]` (:class:`~tgraph.nn.encodings.TimeEncoding`, RBF
     :class:`~tgraph.nn.encodings.DistanceEncoding`): :math:`h_T`.
 
+    With ``trajectory_query: global`` every hyperedge starts from one learned vector
+    :math:`g` instead of :math:`x_{c_T}` (STHGCN's aggregation: a learned global query, no
+    residual to the last check-in, which still enters as a message with zero time gap and
+    distance).
+
     **Query.** Its current trajectory is the tail of its history with no gap above
     ``gap_hours`` (:func:`~tgraph.graph.hypergraph.current_trajectory`, at most ``max_len``
     check-ins); it is a hyperedge :math:`Q` of the same kind, encoded by ``conv_intra``
@@ -186,14 +191,20 @@ class STHGCN(Recommender):
         #: trajectory -> trajectory layers over the training hypergraph before a query
         #: attends (class docstring; 0: each trajectory's own encoding)
         n_traj_layers: NonNegativeInt = 0
+        #: what a trajectory hyperedge attends from (class docstring): its ``last`` check-in
+        #: (kept by the residual), or one learned ``global`` vector for every hyperedge
+        trajectory_query: Literal["last", "global"] = "last"
 
         @model_serializer(mode="wrap")
         def _without_unset_options(self, handler: SerializerFunctionWrapHandler) -> dict:
-            """No ``n_traj_layers`` key while 0, no neighbour-rule keys under the ``jaccard``
-            rule: fingerprints of runs from before those options existed stay the same."""
+            """No ``n_traj_layers`` key while 0, no ``trajectory_query`` key while ``last``, no
+            neighbour-rule keys under the ``jaccard`` rule: fingerprints of runs from before
+            those options existed stay the same."""
             data = handler(self)
             if data.get("n_traj_layers") == 0:
                 del data["n_traj_layers"]
+            if data.get("trajectory_query") == "last":
+                del data["trajectory_query"]
             if data.get("neighbour_rule") == "jaccard":
                 del data["neighbour_rule"]
                 data.pop("n_own_neighbours", None)
@@ -247,6 +258,11 @@ class STHGCN(Recommender):
         inter_dim = edge_dim + (RELATION_DIM if self.relations else 0)
         self.conv_inter = HypergraphTransformerConv(dim, inter_dim, cfg.n_heads, cfg.dropout)
         self.input_dropout = nn.Dropout(cfg.dropout)
+        self.global_query = (
+            nn.Parameter(torch.randn(dim) * cfg.init_std)
+            if cfg.trajectory_query == "global"
+            else None
+        )
         self.decoder = nn.Linear(dim, self.n_items)
         self.conv_traj = nn.ModuleList(
             HypergraphTransformerConv(dim, edge_dim, cfg.n_heads, cfg.dropout)
@@ -387,6 +403,12 @@ class STHGCN(Recommender):
             x = x + self.slot_emb(hour_of_week(local))
         return self.input_dropout(x)
 
+    def _start(self, last_item: Tensor, user: Tensor, local: Tensor) -> Tensor:
+        """What trajectory hyperedges attend from (``trajectory_query``)."""
+        if self.global_query is not None:
+            return self.global_query.expand(len(last_item), -1)
+        return self._checkin(last_item, user, local)
+
     def trajectory_embeddings(self, which: Tensor | None = None) -> Tensor:
         """``[n_trajectories, d]``: :math:`h_T` of every training trajectory (cached in
         eval mode), or ``[len(which), d]``: those of the trajectories ``which``.
@@ -421,7 +443,7 @@ class STHGCN(Recommender):
         item = checkin["item"][members]
         x = self._checkin(item, checkin["user"][members], checkin["local"][members])
         last_item = traj["last_item"][which]
-        start_x = self._checkin(last_item, traj["user"][which], traj["local_end"][which])
+        start_x = self._start(last_item, traj["user"][which], traj["local_end"][which])
         dt = graph.edges[CHECKIN_IN].data["dt"][members]
         dist = self.checkin_dist[members] if self.use_distance else None
         edge = self._edge(dt, item, last_item[dst], dist)
@@ -464,6 +486,8 @@ class STHGCN(Recommender):
         )
         now_local = torch.where(has, local[rows, last_pos], queries.timestamp + query_offset)
         start = self._checkin(last_item, queries.user, now_local)
+        if self.global_query is not None:  # a query without history keeps its user and slot
+            start = torch.where(has.unsqueeze(1), self.global_query.expand_as(start), start)
         # intra: the current trajectory's check-ins -> the query hyperedge
         member = current_trajectory(times, length, self.config.gap_hours)
         qrow, pos = member.nonzero(as_tuple=True)
