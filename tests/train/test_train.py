@@ -286,6 +286,9 @@ def test_max_target_gap_keeps_the_continuations_of_a_trajectory():
     trainer = Trainer(model, split, {"max_target_gap_hours": 24, "progress": False})
     queries, positives = trainer._samples
     assert positives.tolist() == [1, 5]
+    # with min_history 2 as well: item 1 has one earlier event, item 5 two
+    both = Trainer(model, split, {"max_target_gap_hours": 24, "min_history": 2, "progress": False})
+    assert both._samples[1].tolist() == [5]
     with pytest.raises(ConfigError, match="train.max_target_gap_hours"):
         Trainer(model, split, {"max_target_gap_hours": 0.5, "progress": False})
 

@@ -305,13 +305,11 @@ class STHGCN(Recommender):
     def fold(self, new: NewEvents) -> None:
         """Grow the catalogues for ``new``'s users and POIs (class docstring), then rebuild
         the hypergraph from every event seen so far plus ``new``'s."""
-        n_new = new.n_items - new.old_items
-        pairs = co_visits(new)
         grow_items_by_co_visits(self.poi_emb, new)
         users = cold_start_rows(self.user_emb.weight, [], [], new.n_users - new.old_users)
         grow_embedding(self.user_emb, [(new.old_users, users)])
-        if n_new:
-            self._grow_decoder(*pairs, n_new)
+        if new.n_items > new.old_items:
+            self._grow_decoder(new)
             self._grow_coordinates(new)
         columns = [c for c in self._events.events.columns if c in new.events.columns]
         events = pd.concat([self._events.events[columns], new.events[columns]], ignore_index=True)
@@ -319,11 +317,13 @@ class STHGCN(Recommender):
         self.n_users, self.n_items = new.n_users, new.n_items  # update sets them too
         self.observe(seen)
 
-    def _grow_decoder(self, new_item: np.ndarray, known: np.ndarray, n_new: int) -> None:
+    def _grow_decoder(self, new: NewEvents) -> None:
+        """Decoder rows (weight and bias) of ``new``'s POIs: their co-visited POIs' mean."""
+        n_new = new.n_items - new.old_items
         with torch.no_grad():
             old = self.decoder
             table = torch.cat([old.weight, old.bias.unsqueeze(1)], 1)
-            rows = cold_start_rows(table, new_item, known, n_new)
+            rows = cold_start_rows(table, *co_visits(new), n_new)
             self.decoder = nn.Linear(old.in_features, old.out_features + n_new).to(table.device)
             self.decoder.weight.copy_(torch.cat([old.weight, rows[:, :-1]]))
             self.decoder.bias.copy_(torch.cat([old.bias, rows[:, -1]]))

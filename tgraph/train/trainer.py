@@ -268,36 +268,35 @@ class Trainer:
             cut=self.split.query_cut("train"),
         )
         positives = torch.from_numpy(events["item"].to_numpy(np.int64).copy())
-        if self.model.history_len and self.config.min_history > 0:
+        keep = torch.ones(len(events), dtype=torch.bool)
+        cfg = self.config
+        if self.model.history_len and cfg.min_history > 0:
             assert queries.hist_len is not None  # built with history_len > 0
-            keep = queries.hist_len >= self.config.min_history
+            keep &= queries.hist_len >= cfg.min_history
             log.info(
                 "training targets with history >= %d: %d of %d",
-                self.config.min_history,
+                cfg.min_history,
                 int(keep.sum()),
                 len(keep),
             )
-            queries, positives = queries[keep], positives[keep]
-        if self.config.max_target_gap_hours is not None:
+        if cfg.max_target_gap_hours is not None:
             gap = previous_event_gap(events["user"].to_numpy(), events["timestamp"].to_numpy())
-            within = gap <= self.config.max_target_gap_hours * 3600
-            if self.model.history_len and self.config.min_history > 0:
-                within = within[keep.numpy()]
-            if not within.any():
+            keep &= torch.from_numpy(gap <= cfg.max_target_gap_hours * 3600)
+            if not keep.any():
                 raise ConfigError(
-                    f"no training target is within {self.config.max_target_gap_hours} h of its "
+                    f"no training target is within {cfg.max_target_gap_hours} h of its "
                     "user's previous training event",
                     key="train.max_target_gap_hours",
                     fix="raise it, or set it to null to train on every event",
                 )
             log.info(
                 "training targets within %g h of their user's previous event: %d of %d",
-                self.config.max_target_gap_hours,
-                int(within.sum()),
-                len(within),
+                cfg.max_target_gap_hours,
+                int(keep.sum()),
+                len(keep),
             )
-            keep_within = torch.from_numpy(within)
-            queries, positives = queries[keep_within], positives[keep_within]
+        if not keep.all():
+            queries, positives = queries[keep], positives[keep]
         return queries, positives
 
     # ------------------------------------------------------------------ loop
