@@ -81,6 +81,18 @@ def hour_of_week(local: Tensor) -> Tensor:
     return torch.remainder(day + EPOCH_WEEKDAY, 7) * 24 + torch.remainder(hours, 24)
 
 
+def positions(coords: np.ndarray | None, rows: int) -> tuple[Tensor, Tensor]:
+    """``rows`` item positions ``[rows, 2]`` (float32 lat, lon; 0 where unknown) and whether
+    each is known, from ``coords`` (``[n <= rows, 2]``, NaN where unknown; None: none known);
+    rows past ``n`` are unknown."""
+    latlon = np.zeros((rows, 2))
+    known = np.zeros(rows, dtype=bool)
+    if coords is not None:
+        known[: len(coords)] = np.isfinite(coords).all(1)
+        latlon[: len(coords)] = np.nan_to_num(coords, nan=0.0)
+    return torch.tensor(latlon, dtype=torch.float32), torch.tensor(known)
+
+
 @register("sthgcn")
 class STHGCN(Recommender):
     r"""STHGCN: check-ins and trajectories as a hypergraph, a hypergraph transformer over it.
@@ -243,15 +255,10 @@ class STHGCN(Recommender):
         self.dist_enc = DistanceEncoding(cfg.dist_dim)
         self.use_time = cfg.use_time_encoding
         self.use_distance = cfg.use_distance and has_coordinates(split.train)
-        latlon = np.zeros((self.n_items + 1, 2))
-        known = np.zeros(self.n_items + 1, dtype=bool)
-        if self.use_distance:
-            lat, lon = item_coordinates(split.train)
-            coords = np.stack([lat, lon], 1)
-            known[: self.n_items] = np.isfinite(coords).all(1)
-            latlon[: self.n_items] = np.nan_to_num(coords, nan=0.0)
-        self.register_buffer("item_latlon", torch.tensor(latlon, dtype=torch.float32))
-        self.register_buffer("item_known", torch.tensor(known))
+        coords = np.stack(item_coordinates(split.train), 1) if self.use_distance else None
+        latlon, known = positions(coords, self.n_items + 1)  # the padding row unknown
+        self.register_buffer("item_latlon", latlon)
+        self.register_buffer("item_known", known)
         edge_dim = cfg.time_dim + cfg.dist_dim
         self.conv_intra = HypergraphTransformerConv(dim, edge_dim, cfg.n_heads, cfg.dropout)
         self.relations = cfg.neighbour_rule == "sthgcn"
@@ -330,20 +337,17 @@ class STHGCN(Recommender):
 
     def _grow_coordinates(self, new: NewEvents) -> None:
         """Coordinates of ``new``'s POIs (unknown without any), before the padding row."""
-        n_new = new.n_items - new.old_items
-        latlon = np.zeros((n_new, 2))
-        known = np.zeros(n_new, dtype=bool)
+        coords = None
         if self.use_distance:
             try:
-                lat, lon = item_coordinates(new.interactions)
+                coords = np.stack(item_coordinates(new.interactions), 1)
+                coords = coords[new.old_items : new.n_items]
             except DataError:  # events and items without coordinates: unknown positions
-                lat = lon = np.full(new.n_items, np.nan)
-            coords = np.stack([lat, lon], 1)[new.old_items : new.n_items]
-            known[: len(coords)] = np.isfinite(coords).all(1)
-            latlon[: len(coords)] = np.nan_to_num(coords, nan=0.0)
+                pass
         device = self.item_latlon.device
-        grown_latlon = torch.tensor(latlon, dtype=torch.float32, device=device)
-        grown_known = torch.tensor(known, device=device)
+        grown_latlon, grown_known = (
+            t.to(device) for t in positions(coords, new.n_items - new.old_items)
+        )
         pad = new.old_items
         self.item_latlon = torch.cat([self.item_latlon[:pad], grown_latlon, self.item_latlon[pad:]])
         self.item_known = torch.cat([self.item_known[:pad], grown_known, self.item_known[pad:]])
