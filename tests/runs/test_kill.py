@@ -55,8 +55,10 @@ def uninterrupted(tmp_path_factory):
         ("tgraph.runs.rundir:RunDir.append_curve", 2, "after", ""),
         # while writing the last checkpoint of the selection
         ("tgraph.train.trainer:save_checkpoint", 3, "before", "last.pt"),
-        # during the refit, after its second record
+        # during the refit, after its second record (it continues from its first epoch)
         ("tgraph.runs.rundir:RunDir.append_curve", 5, "after", ""),
+        # while writing the refit's checkpoint of its second epoch
+        ("tgraph.train.trainer:save_checkpoint", 2, "before", "refit_last.pt"),
         # after the per-query results, before metrics.json
         ("tgraph.runs.rundir:RunDir._write_text", 1, "before", "metrics.json"),
     ],

@@ -150,6 +150,70 @@ def test_refit_retrains_on_train_and_valid_with_the_selected_schedule(tmp_path):
     assert (tmp_path / "refit.pt").exists()
 
 
+def test_a_refit_stopped_midway_resumes_after_its_last_checkpointed_epoch(tmp_path, monkeypatch):
+    split = random_split()
+    options = dict(batch_size=128, lr=0.003, lr_decay=0.5, lr_patience=1, refit=True)
+    full = _fit(split, "lightgcn", 6, **options)
+    best = full.best_epoch
+    assert best >= 3  # a refit long enough to stop in its middle
+
+    record = Trainer._record
+
+    def stop_after_the_second_refit_record(self, rec):
+        record(self, rec)  # the record is in the curve, its checkpoint not yet written
+        if rec.refit_epoch == 2:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Trainer, "_record", stop_after_the_second_refit_record)
+        with pytest.raises(KeyboardInterrupt):
+            _fit(split, "lightgcn", 6, run_dir=RunDir(tmp_path), **options)
+    assert (tmp_path / "refit_last.pt").exists() and not (tmp_path / "refit.pt").exists()
+
+    trained = []
+    train_epoch = Trainer.train_epoch
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self: trained.append(1) or train_epoch(self))
+    resumed = _fit(split, "lightgcn", 6, run_dir=RunDir(tmp_path), **options)
+    assert len(trained) == best - 1  # refit epochs 2..best: epoch 1 came from its checkpoint
+    for key, value in full.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+    times = {"train_s", "eval_s"}
+    expected = [r.model_dump(exclude=times) for r in full.history]
+    assert [r.model_dump(exclude=times) for r in resumed.history] == expected
+    curve = RunDir(tmp_path).read_curve()  # the second refit epoch recorded once
+    assert [r.model_dump(exclude=times) for r in curve] == expected
+    assert full.evaluate("test").metrics == resumed.evaluate("test").metrics
+
+
+def test_a_stopped_refit_is_not_continued_after_the_selection_went_on(tmp_path, monkeypatch):
+    split = random_split()
+    options = dict(batch_size=128, lr=0.001, refit=True)
+    record = Trainer._record
+
+    def stopped(epochs, refit_epoch):
+        """Train ``epochs`` in ``tmp_path``, stopped after the record of ``refit_epoch``
+        (before its checkpoint)."""
+
+        def stop(self, rec):
+            record(self, rec)
+            if rec.refit_epoch == refit_epoch:
+                raise KeyboardInterrupt
+
+        with monkeypatch.context() as patched:
+            patched.setattr(Trainer, "_record", stop)
+            with pytest.raises(KeyboardInterrupt):
+                _fit(split, "lightgcn", epochs, run_dir=RunDir(tmp_path), **options)
+
+    stopped(3, refit_epoch=2)  # leaves the refit checkpoint of the 3-epoch selection
+    stopped(5, refit_epoch=1)  # the selection went on to 5; its refit has no checkpoint yet
+    resumed = _fit(split, "lightgcn", 5, run_dir=RunDir(tmp_path), **options)
+    fresh = _fit(split, "lightgcn", 5, **options)
+    assert resumed.best_epoch == fresh.best_epoch == 5
+    assert [r.refit_epoch for r in resumed.history if r.refit] == [1, 2, 3, 4, 5]
+    for key, value in fresh.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+
+
 def test_refit_needs_a_model_that_can_observe():
     with pytest.raises(NotImplementedError, match="train.refit"):
         _fit(random_split(), "sasrec", 1, refit=True)

@@ -10,6 +10,8 @@ Layout of ``<output_dir>/<experiment>/<dataset>/<label>/seed<k>/``::
     last.pt            model, optimiser, RNG and trainer state after the last epoch (resume)
     best.pt            the weights of the selected epoch
     refit.pt           the weights after the refit on train + valid (``train.refit``)
+    refit_last.pt      model, optimiser, RNG and trainer state after the last refit epoch
+                       (resume in the middle of a refit)
     per_query.csv      per-query test metrics, for significance tests
     per_query_streaming.csv  per-query test metrics and latency of the streaming evaluation
                        (``eval.mode: streaming``), rows as in per_query.csv
@@ -66,6 +68,10 @@ class RunLayout:
     @property
     def refit_checkpoint(self) -> Path:
         return self.path / "refit.pt"
+
+    @property
+    def refit_last_checkpoint(self) -> Path:
+        return self.path / "refit_last.pt"
 
     @property
     def per_query(self) -> Path:

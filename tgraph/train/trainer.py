@@ -14,7 +14,9 @@ With ``refit``, after selection the validation events join the training events (
 :meth:`~tgraph.models.base.Recommender.observe`, the model's graph) and the model is trained
 again from its seeded initialisation for the selected number of epochs, each with the learning
 rate it had in the selection run: the usual last step when the validation part was carved out
-of the training data. Nothing is selected during the refit, and it is not checkpointed midway.
+of the training data. Nothing is selected during the refit. Every refit epoch ends with the
+refit's own last checkpoint, so a resume continues a refit where it stopped (a refit as long as
+the selection is not started again).
 The refit's model comes from ``rebuild`` (the recipe that built the first one, seeded again).
 
 With ``fold_valid``, after selection the validation events are folded into the selected model
@@ -30,13 +32,14 @@ checkpoints keep the model as selected.
 
 Per-epoch records (:class:`~tgraph.runs.records.CurveRecord`) go to ``Trainer.history`` and,
 with a ``run_dir``, to its curve; there every epoch ends with the last checkpoint (resume with
-``fit(resume=True)``), every improvement with the best one, and a refit with the refit one
-(:class:`~tgraph.runs.layout.RunLayout`). On resume the curve is rewritten from the
-checkpoint's history before training continues, so epochs recorded after the last checkpoint
-(a kill in between, or during the refit) are never recorded twice. Trainer options may differ
-from the checkpoint's only in :data:`~tgraph.runs.fingerprint.AMENDABLE` keys; a changed
-learning rate or weight decay is set on the optimizer explicitly (its restored state would
-keep the old values), and every change is recorded on the next curve record.
+``fit(resume=True)``), every improvement with the best one, every refit epoch with the refit's
+last one and the refit with the refit one (:class:`~tgraph.runs.layout.RunLayout`). On resume
+the curve is rewritten from the checkpoint's history before training continues, so epochs
+recorded after the last checkpoint (a kill between a record and its checkpoint) are never
+recorded twice. Trainer options may differ from the checkpoint's only in
+:data:`~tgraph.runs.fingerprint.AMENDABLE` keys; a changed learning rate or weight decay is set
+on the optimizer explicitly (its restored state would keep the old values), and every change is
+recorded on the next curve record.
 
 Launched by torchrun with several processes (``tgraph run --nproc N``), the trainer trains
 data-parallel: each rank a disjoint shard of every epoch, gradients averaged by DDP,
@@ -221,6 +224,7 @@ class Trainer:
         self.evals_since_decay = 0  # evaluations without improvement since the last lr decay
         self.elapsed_s = 0.0  # training + validation (+ refit) time, carried over on resume
         self.epoch = 0
+        self._refit_progress: dict[str, Any] | None = None  # a refit's checkpoint, on resume
         # models fitted in closed form (needs_training False) have no optimizer and samples
         self.optimizer: torch.optim.Optimizer | None = (
             self._optimizer() if model.needs_training else None
@@ -446,7 +450,7 @@ class Trainer:
         """The epoch loop, then the best epoch's weights, calibration and ``refit``."""
         cfg = self.config
         assert self.optimizer is not None  # needs_training
-        while self.epoch < cfg.epochs and self.bad_evals < cfg.patience and not self._out_of_time():
+        while not self._selection_done():
             record = self._timed_epoch()
             if self.epoch % cfg.eval_every == 0 or self.epoch == cfg.epochs or self._out_of_time():
                 metrics, seconds = self._validate()
@@ -464,6 +468,12 @@ class Trainer:
         self._calibrate()
         if cfg.refit:
             self.refit()
+
+    def _selection_done(self) -> bool:
+        """Whether the epoch loop is over: ``epochs`` trained, ``patience`` spent or out of
+        time."""
+        cfg = self.config
+        return self.epoch >= cfg.epochs or self.bad_evals >= cfg.patience or self._out_of_time()
 
     def _calibrate(self) -> None:
         """The model's post-training choices on validation (``Recommender.calibrate``), kept
@@ -499,12 +509,19 @@ class Trainer:
         self.sampler = self._sampler(combined)
         self._samples = self._training_samples(combined, context_events(self.split, "valid"))
         self._user_samples = None
+        selection_epoch = self.epoch
+        done = self._restore_refit()
+        last = None if self.run_dir is None else self.run_dir.layout.refit_last_checkpoint
         for refit_epoch, (lr, weight_decay) in enumerate(schedule, start=1):
+            if refit_epoch <= done:
+                continue
             for group in self.optimizer.param_groups:
                 group["lr"], group["weight_decay"] = lr, weight_decay
             record = self._timed_epoch()
             record.lr, record.refit, record.refit_epoch = lr, True, refit_epoch
             self._record(record)
+            state = {**self._state(), "selection_epoch": selection_epoch}
+            self._save(last, epoch=self.epoch, state=state, optimizer=self.optimizer)
         self._save(
             None if self.run_dir is None else self.run_dir.layout.refit_checkpoint,
             epoch=self.best_epoch,
@@ -731,6 +748,45 @@ class Trainer:
         self.elapsed_s = state["elapsed_s"]
         log.info("resumed from %s at epoch %d", path, self.epoch)
         self._amend(state["config"])
+        if self.config.refit and self._selection_done():
+            self._keep_refit_progress()
+
+    def _keep_refit_progress(self) -> None:
+        """After a resume that ends the selection: keep the refit's last checkpoint for
+        :meth:`refit` and its records in the history, if that refit followed this selection
+        (the same last and selected epochs; not the refit of a selection resumed since with
+        more epochs)."""
+        path = None if self.run_dir is None else self.run_dir.layout.refit_last_checkpoint
+        if not distributed.broadcast(path is not None and path.exists(), self.dist):
+            return
+        payload = None
+        if self.dist.is_main:
+            assert path is not None  # rank 0 has the run directory
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+        payload = distributed.broadcast(payload, self.dist)
+        state = payload["state"]
+        if (state["selection_epoch"], state["best_epoch"]) != (self.epoch, self.best_epoch):
+            return
+        records = [CurveRecord.model_validate(r) for r in state["history"]]
+        records = [r for r in records if r.refit]
+        self.history.extend(records)
+        self._refit_progress = payload
+        log.info("the refit continues after its epoch %d", records[-1].refit_epoch)
+
+    def _restore_refit(self) -> int:
+        """Restore the refit checkpoint kept on resume (model, optimiser, generators, epoch
+        and time); returns how many refit epochs it had trained (0: none kept)."""
+        payload, self._refit_progress = self._refit_progress, None
+        if payload is None:
+            return 0
+        loaded = restore_checkpoint(
+            payload, model=self.model, optimizer=self.optimizer, generator=self.generator
+        )
+        state = loaded["state"]
+        if self.dist.active:
+            set_rng_states(state["ranks_rng"][self.dist.rank], self.negatives_generator)
+        self.epoch, self.elapsed_s = loaded["epoch"], state["elapsed_s"]
+        return self.epoch - state["selection_epoch"]
 
     def _amend(self, saved: dict[str, Any]) -> None:
         """Compare the checkpoint's trainer options with this trainer's: refuse a change that
