@@ -729,17 +729,8 @@ class Trainer:
     def _resume(self, path: Path | None) -> None:
         """Continue from the checkpoint ``path`` (read by rank 0 and sent to every rank; each
         rank restores its own random generators, which the checkpoint holds for every rank)."""
-        payload = None
-        if self.dist.is_main:
-            assert path is not None  # rank 0 has the run directory
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        payload = distributed.broadcast(payload, self.dist)
-        loaded = restore_checkpoint(
-            payload, model=self.model, optimizer=self.optimizer, generator=self.generator
-        )
+        loaded = self._restore(self._read_checkpoint(path))
         state = loaded["state"]
-        if self.dist.active:
-            set_rng_states(state["ranks_rng"][self.dist.rank], self.negatives_generator)
         self.epoch = loaded["epoch"]
         self.history = [CurveRecord.model_validate(r) for r in state["history"]]
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
@@ -759,11 +750,7 @@ class Trainer:
         path = None if self.run_dir is None else self.run_dir.layout.refit_last_checkpoint
         if not distributed.broadcast(path is not None and path.exists(), self.dist):
             return
-        payload = None
-        if self.dist.is_main:
-            assert path is not None  # rank 0 has the run directory
-            payload = torch.load(path, map_location="cpu", weights_only=False)
-        payload = distributed.broadcast(payload, self.dist)
+        payload = self._read_checkpoint(path)
         state = payload["state"]
         if (state["selection_epoch"], state["best_epoch"]) != (self.epoch, self.best_epoch):
             return
@@ -779,14 +766,30 @@ class Trainer:
         payload, self._refit_progress = self._refit_progress, None
         if payload is None:
             return 0
+        loaded = self._restore(payload)
+        state = loaded["state"]
+        self.epoch, self.elapsed_s = loaded["epoch"], state["elapsed_s"]
+        return self.epoch - state["selection_epoch"]
+
+    def _read_checkpoint(self, path: Path | None) -> dict[str, Any]:
+        """The checkpoint ``path``, read by rank 0 (which has the run directory) and sent to
+        every rank."""
+        payload = None
+        if self.dist.is_main:
+            assert path is not None  # rank 0 has the run directory
+            payload = torch.load(path, map_location="cpu", weights_only=False)
+        return distributed.broadcast(payload, self.dist)
+
+    def _restore(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Load a checkpoint's model, optimiser and generators (each rank its own);
+        returns its ``{"epoch", "state"}``."""
         loaded = restore_checkpoint(
             payload, model=self.model, optimizer=self.optimizer, generator=self.generator
         )
-        state = loaded["state"]
         if self.dist.active:
-            set_rng_states(state["ranks_rng"][self.dist.rank], self.negatives_generator)
-        self.epoch, self.elapsed_s = loaded["epoch"], state["elapsed_s"]
-        return self.epoch - state["selection_epoch"]
+            ranks_rng = loaded["state"]["ranks_rng"]
+            set_rng_states(ranks_rng[self.dist.rank], self.negatives_generator)
+        return loaded
 
     def _amend(self, saved: dict[str, Any]) -> None:
         """Compare the checkpoint's trainer options with this trainer's: refuse a change that
