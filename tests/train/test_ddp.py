@@ -56,9 +56,10 @@ def _config(tmp_path: Path, output: str, models: list[dict]) -> Path:
     return path
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "DGLBACKEND": "pytorch"}
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "DGLBACKEND": "pytorch"}
+    return {**env, **extra}
 
 
 def _torchrun(dumps: Path, *argv: str) -> list[str]:
@@ -71,12 +72,13 @@ def _torchrun(dumps: Path, *argv: str) -> list[str]:
     return [*torchrun, str(WORKER), str(dumps), *argv]
 
 
-def _run(command: list[str], cwd: Path, timeout: float = 300) -> None:
-    """Run ``command``; on a timeout, stop it with every process it started (the ranks)."""
+def _run(command: list[str], cwd: Path, timeout: float = 300, **env: str) -> None:
+    """Run ``command`` (``env``: extra environment variables); on a timeout, stop it with
+    every process it started (the ranks)."""
     process = subprocess.Popen(
         command,
         cwd=cwd,
-        env=_env(),
+        env=_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -231,3 +233,38 @@ def test_a_resumed_two_process_run_equals_an_uninterrupted_one(tmp_path):
     run = runs[1]
     notes = [s["note"] for s in json.loads((run / "environment.json").read_text())]
     assert notes == ["new (2 processes)", "resume (2 processes)"]
+
+
+@pytest.mark.slow
+def test_a_two_process_refit_stopped_midway_resumes_after_its_last_checkpoint(tmp_path):
+    """Both ranks stop after refit epoch 2 is recorded (before its checkpoint); --resume
+    continues the refit after epoch 1 on both ranks: the same parameters on every rank and the
+    same curve and test metrics as a run that was never stopped."""
+    models = [{"name": "lightgcn", "train": {"refit": True}}]
+    whole, parts = _config(tmp_path, "whole", models), _config(tmp_path, "parts", models)
+    _run(_torchrun(tmp_path / "whole", "run", "--config", str(whole)), tmp_path)
+    runs = [
+        tmp_path / name / "ddp" / "synthetic" / "lightgcn" / "seed0" for name in ("whole", "parts")
+    ]
+    curves = [[json.loads(line) for line in (runs[0] / "curve.jsonl").read_text().splitlines()]]
+    assert curves[0][-1]["refit_epoch"] >= 3  # a refit long enough to stop in its middle
+
+    command = _torchrun(tmp_path / "parts", "run", "--config", str(parts))
+    _run(command, tmp_path, STOP_AFTER_REFIT_EPOCH="2")
+    assert (runs[1] / "refit_last.pt").is_file() and not (runs[1] / "refit.pt").exists()
+    assert not (runs[1] / "metrics.json").exists()
+    _run(_torchrun(tmp_path / "parts", "run", "--config", str(parts), "--resume"), tmp_path)
+
+    for rank in (0, 1):  # the refitted weights, on both ranks
+        a = torch.load(tmp_path / "whole" / f"lightgcn-rank{rank}.pt")
+        b = torch.load(tmp_path / "parts" / f"lightgcn-rank{rank}.pt")
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    curves.append([json.loads(line) for line in (runs[1] / "curve.jsonl").read_text().splitlines()])
+    times = ("train_s", "eval_s")
+    a, b = ([{k: v for k, v in r.items() if k not in times} for r in c] for c in curves)
+    assert a == b  # refit epoch 2 recorded once
+    resumed = (runs[1] / "run.log").read_text().split("==== session")[-1]
+    assert "the refit continues after its epoch 1" in resumed
+    assert "refit epoch 1/" not in resumed and "refit epoch 2/" in resumed  # 2.. trained
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    assert metrics[0]["test"] == metrics[1]["test"]
