@@ -30,6 +30,11 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _curve(run: Path) -> list[dict]:
+    """A run directory's curve records as written (plain dicts: the tests compare raw fields)."""
+    return [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]
+
+
 def _config(tmp_path: Path, output: str, models: list[dict]) -> Path:
     config = {
         "experiment": "ddp",
@@ -165,7 +170,7 @@ def test_two_processes_train_identical_replicas_written_once_by_rank_0(tmp_path)
         run = base / label / "seed0"
         (session,) = json.loads((run / "environment.json").read_text())
         assert session["note"] == "new (2 processes)"
-        curve = [json.loads(line) for line in (run / "curve.jsonl").read_text().splitlines()]
+        curve = _curve(run)
         epochs = [(r["epoch"], r.get("refit", False)) for r in curve]
         assert len(epochs) == len(set(epochs))  # every record once
         if records is not None:
@@ -201,7 +206,7 @@ def test_tgraph_run_nproc_launches_two_ranks(tmp_path):
         run = base / label / "seed0"
         assert json.loads((run / "fingerprint.json").read_text())["values"]["world_size"] == 2
         assert (run / "metrics.json").is_file()
-    assert len((base / "bprmf" / "seed0" / "curve.jsonl").read_text().splitlines()) == 2
+    assert len(_curve(base / "bprmf" / "seed0")) == 2
 
 
 @pytest.mark.slow
@@ -225,9 +230,7 @@ def test_a_resumed_two_process_run_equals_an_uninterrupted_one(tmp_path):
     # (the mean over ranks: each rank's negatives after the resume count)
     a, b = (torch.load(r / "last.pt", weights_only=False)["model"] for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    curves = [
-        [json.loads(line) for line in (r / "curve.jsonl").read_text().splitlines()] for r in runs
-    ]
+    curves = [_curve(r) for r in runs]
     assert [r["epoch"] for r in curves[1]] == [1, 2, 3, 4]
     assert [r["loss"] for r in curves[0]] == [r["loss"] for r in curves[1]]
     run = runs[1]
@@ -246,7 +249,7 @@ def test_a_two_process_refit_stopped_midway_resumes_after_its_last_checkpoint(tm
     runs = [
         tmp_path / name / "ddp" / "synthetic" / "lightgcn" / "seed0" for name in ("whole", "parts")
     ]
-    curves = [[json.loads(line) for line in (runs[0] / "curve.jsonl").read_text().splitlines()]]
+    curves = [_curve(runs[0])]
     assert curves[0][-1]["refit_epoch"] >= 3  # a refit long enough to stop in its middle
 
     command = _torchrun(tmp_path / "parts", "run", "--config", str(parts))
@@ -259,7 +262,7 @@ def test_a_two_process_refit_stopped_midway_resumes_after_its_last_checkpoint(tm
         a = torch.load(tmp_path / "whole" / f"lightgcn-rank{rank}.pt")
         b = torch.load(tmp_path / "parts" / f"lightgcn-rank{rank}.pt")
         assert all(torch.equal(a[k], b[k]) for k in a)
-    curves.append([json.loads(line) for line in (runs[1] / "curve.jsonl").read_text().splitlines()])
+    curves.append(_curve(runs[1]))
     times = ("train_s", "eval_s")
     a, b = ([{k: v for k, v in r.items() if k not in times} for r in c] for c in curves)
     assert a == b  # refit epoch 2 recorded once
